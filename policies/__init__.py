@@ -1,0 +1,1 @@
+"""The built-in policies, one module each, registered in the `mlgate.policies` group."""

@@ -1,0 +1,105 @@
+"""The FastAPI application: parse, ask the engine, answer. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from webhook import admission, engine, tls
+from webhook.runtime import Runtime
+
+log = logging.getLogger("mlgate.app")
+
+DecisionObserver = Callable[[engine.Decision], None]
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=status,
+                    media_type="application/json")
+
+
+def _problem(reason: str, status: int) -> Response:
+    return _json({"error": reason, "code": status}, status)
+
+
+def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
+               watch_interval: float = 1.0) -> FastAPI:
+    """The app. `app.state.observers` get every decision (journal, metrics, logs)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(runtime.watch(watch_interval))]
+        if tls_context is not None:
+            tasks.append(asyncio.create_task(tls_context.watch(watch_interval)))
+        for hook in app.state.startup:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for hook in reversed(app.state.shutdown):
+                await hook(app)
+
+    app = FastAPI(title="mlgate", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.runtime = runtime
+    app.state.tls = tls_context
+    app.state.observers = []
+    app.state.startup = []  # async callables(app), run in order at startup
+    app.state.shutdown = []  # run in reverse order at shutdown
+
+    async def review(request: Request, phase: str) -> Response:
+        limit = runtime.engine.config.maxRequestBytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _problem(f"request body is {length} bytes, over the limit of {limit}", 413)
+        try:
+            body = await request.body()
+            parsed = admission.parse(body, request.headers.get("content-type"), limit)
+        except admission.BadReview as exc:
+            log.warning("rejected %s request: %s", phase, exc.reason)
+            return _problem(exc.reason, exc.status)
+        decision = await runtime.engine.evaluate(parsed, phase)
+        for observer in app.state.observers:
+            try:
+                observer(decision)
+            except Exception:  # an observer must never change the answer
+                log.exception("decision observer failed")
+        return _json(admission.respond(
+            parsed.api_version, parsed.uid, decision.allowed, message=decision.message,
+            patch=decision.patch if phase == engine.MUTATE else None,
+            warnings=decision.warnings, audit_annotations=decision.audit_annotations()))
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        return await review(request, engine.MUTATE)
+
+    @app.post("/validate")
+    async def validate(request: Request) -> Response:
+        return await review(request, engine.VALIDATE)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems = []
+        if not runtime.ready:
+            problems.append("policies are not loaded")
+        if tls_context is None and app.state.require_tls:
+            problems.append("TLS is not up")
+        if problems:
+            return _json({"status": "not ready", "problems": problems}, 503)
+        return _json({"status": "ready", "policies": [p.name for p in runtime.engine.active]})
+
+    app.state.require_tls = False
+    return app

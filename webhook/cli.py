@@ -1,0 +1,228 @@
+"""`mlgate serve | check | certs | policies`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook import certs, config, engine, errors, plugins
+
+EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _fail(message: str) -> int:
+    print(f"mlgate: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# -- serve ---------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook import server
+    from webhook.runtime import Runtime
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        runtime = Runtime(args.config)
+    except errors.ConfigError as exc:
+        return _fail(f"cannot start: {exc}")
+    cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
+    uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
+                      log_level=args.log_level)
+    server.serve(uv, args.workers)
+    return EXIT_OK
+
+
+# -- check ---------------------------------------------------------------------------
+def _manifest_files(paths: list[str]) -> Iterator[Path]:
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
+        elif path.exists() or name == "-":
+            yield path
+        else:
+            raise errors.ConfigError(f"{name}: no such file or directory")
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    """Every object in a YAML (multi-document) or JSON file; `List` kinds are expanded."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError(f"{path}: not valid YAML or JSON: {exc}") from exc
+    objects: list[dict[str, Any]] = []
+    for index, doc in enumerate(documents):
+        if doc is None:
+            continue  # empty documents (a trailing `---`, comments only)
+        if not isinstance(doc, dict):
+            raise errors.ConfigError(f"{path}: document {index + 1} is not a mapping")
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+            objects.extend(item for item in doc["items"] if isinstance(item, dict))
+        else:
+            objects.append(doc)
+    return objects
+
+
+def _describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = meta.get("name") or meta.get("generateName") or "(unnamed)"
+    return f"{obj.get('kind', '?')} {name}"
+
+
+async def _check(eng: engine.Engine, files: list[Path], namespace: str) -> list[dict[str, Any]]:
+    results = []
+    for path in files:
+        for obj in load_manifests(path):
+            mutated, validated, _ = await eng.check(obj, namespace)
+            skipped = validated.skipped or mutated.skipped
+            allowed = mutated.allowed and validated.allowed
+            results.append({
+                "file": str(path), "resource": _describe(obj),
+                "verdict": "skipped" if skipped else ("allowed" if allowed else "denied"),
+                "skipped": skipped,
+                "violations": [f.message for f in mutated.findings + validated.findings
+                               if f.mode == "enforce" and not f.preexisting],
+                "warnings": mutated.warnings + validated.warnings,
+                "patch": mutated.patch,
+                "mutated_by": mutated.mutated_by,
+            })
+    return results
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        eng = engine.Engine.build(config.load(args.config))
+        files = list(_manifest_files(args.file))
+        results = asyncio.run(_check(eng, files, args.namespace))
+    except errors.ConfigError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename}: {exc.strerror}")
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            line = f"{result['file']}: {result['resource']}: {result['verdict'].upper()}"
+            if result["skipped"]:
+                line += f" ({result['skipped']})"
+            print(line)
+            for violation in result["violations"]:
+                print(f"  deny: {violation}")
+            for warning in result["warnings"]:
+                print(f"  warn: {warning}")
+            if result["patch"]:
+                print(f"  patch ({', '.join(result['mutated_by'])}):")
+                for op in result["patch"]:
+                    value = f" {json.dumps(op['value'])}" if "value" in op else ""
+                    print(f"    {op['op']} {op['path']}{value}")
+        denied = sum(r["verdict"] == "denied" for r in results)
+        print(f"{len(results)} resources: {denied} denied, "
+              f"{sum(r['verdict'] == 'allowed' for r in results)} allowed, "
+              f"{sum(r['verdict'] == 'skipped' for r in results)} skipped")
+    return EXIT_DENIED if any(r["verdict"] == "denied" for r in results) else EXIT_OK
+
+
+# -- certs ---------------------------------------------------------------------------
+def cmd_certs_generate(args: argparse.Namespace) -> int:
+    bundle = certs.generate(args.service, args.namespace, days=args.days)
+    paths = certs.write(bundle, args.out)
+    for name, path in paths.items():
+        print(f"wrote {path}" + (" (keep it secret)" if name.endswith(".key") else ""))
+    return EXIT_OK
+
+
+# -- policies ------------------------------------------------------------------------
+def cmd_policies_list(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config)
+        catalogue = plugins.discover(cfg.policyPaths)
+        eng = engine.Engine.build(cfg, catalogue)
+    except errors.ConfigError as exc:
+        return _fail(str(exc))
+    active = {p.name: p for p in eng.active}
+    rows = []
+    for name in sorted(catalogue.policies):
+        cls = catalogue.policies[name]
+        entry = active.get(name)
+        rows.append({"name": name, "phase": cls.phase, "mode": entry.mode if entry else "off",
+                     "source": catalogue.sources[name],
+                     "params": entry.params.model_dump(mode="json") if entry else {}})
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max((len(r["name"]) for r in rows), default=4)
+    print(f"{'POLICY':<{width}}  PHASE     MODE     PARAMS")
+    for row in rows:
+        params = json.dumps(row["params"], separators=(",", ":")) if row["params"] else "-"
+        print(f"{row['name']:<{width}}  {row['phase']:<8}  {row['mode']:<7}  {params}")
+    for name, reason in catalogue.failures.items():
+        print(f"failed to load {name}: {reason}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mlgate", description="Admission webhook for ML workloads")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the webhook server (HTTPS)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--config", default=None, help="mlgate.yaml (default: built-in defaults)")
+    serve.add_argument("--tls-cert", default=None)
+    serve.add_argument("--tls-key", default=None)
+    serve.add_argument("--certs-dir", default="certs",
+                       help="where development certificates are made when no TLS files are given")
+    serve.add_argument("--client-ca", default=None,
+                       help="require client certificates signed by this CA (mTLS)")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="run the policies on manifests, offline")
+    check.add_argument("-f", "--file", action="append", required=True,
+                       help="a manifest file or directory (repeatable; - for stdin)")
+    check.add_argument("--config", default=None)
+    check.add_argument("--namespace", default="default",
+                       help="namespace for manifests that name none")
+    check.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    check.set_defaults(func=cmd_check)
+
+    certs_cmd = sub.add_parser("certs", help="development certificates")
+    certs_sub = certs_cmd.add_subparsers(dest="certs_command", required=True)
+    generate = certs_sub.add_parser("generate", help="write a CA and a serving certificate")
+    generate.add_argument("--service", default="mlgate")
+    generate.add_argument("--namespace", default="mlgate-system")
+    generate.add_argument("--out", default="certs")
+    generate.add_argument("--days", type=int, default=365)
+    generate.set_defaults(func=cmd_certs_generate)
+
+    policies = sub.add_parser("policies", help="the policies mlgate knows")
+    policies_sub = policies.add_subparsers(dest="policies_command", required=True)
+    listing = policies_sub.add_parser("list", help="loaded policies, phase, mode and params")
+    listing.add_argument("--config", default=None)
+    listing.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    listing.set_defaults(func=cmd_policies_list)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The configuration a platform engineer writes (`mlgate.yaml`), validated at load.
+
+Every error names the key path (`policies.require-limits.mode: ...`). Values come from,
+in order: the built-in defaults, the YAML file, then `MLGATE_*` environment variables
+(`MLGATE_POLICIES__REQUIRE_LIMITS__MODE=warn`: `__` separates keys, `_` and `-` match
+each other, values are read as YAML). The built-in default policies stay on unless the
+file turns them off with `mode: off`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from webhook import errors
+
+ENV_PREFIX = "MLGATE_"
+# Variables with the prefix that are settings of the process, not of the config file.
+PROCESS_VARIABLES = {"MLGATE_CONFIG", "MLGATE_NAMESPACE", "MLGATE_DATA_DIR", "MLGATE_LOG_LEVEL"}
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`500ms`, `2s`, `10m`, `1h`, `30d` (or a number of seconds) -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like 500ms, 2s, 10m, 1h or 30d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write it like 500ms, 2s, 10m, 1h or 30d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def own_namespace() -> str:
+    """The namespace mlgate runs in (exempt by default, so it can never lock itself out)."""
+    return os.environ.get("MLGATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "mlgate-system"
+
+
+class NamespaceMatch(Model):
+    include: list[str] = ["*"]
+    exclude: list[str] = []
+
+    def matches(self, namespace: str) -> bool:
+        def hit(patterns: list[str]) -> bool:
+            return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+        return hit(self.include) and not hit(self.exclude)
+
+
+class Requirement(Model):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = []
+
+
+class LabelSelector(Model):
+    """A Kubernetes label selector (matchLabels and matchExpressions, ANDed)."""
+
+    matchLabels: dict[str, str] = {}
+    matchExpressions: list[Requirement] = []
+
+    def matches(self, labels: Mapping[str, Any]) -> bool:
+        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
+            return False
+        for req in self.matchExpressions:
+            present = req.key in labels
+            value = labels.get(req.key)
+            if req.operator == "In" and not (present and value in req.values):
+                return False
+            if req.operator == "NotIn" and present and value in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class Match(Model):
+    """Which requests a policy sees. Every condition must hold."""
+
+    kinds: list[str] | None = None  # "Kind" or "group/Kind"; None = every kind in the table
+    namespaces: NamespaceMatch = NamespaceMatch()
+    objectSelector: LabelSelector | None = None
+    operations: list[Literal["CREATE", "UPDATE"]] = ["CREATE", "UPDATE"]
+
+    def matches_kind(self, group: str, kind: str) -> bool:
+        if self.kinds is None:
+            return True
+        return kind in self.kinds or f"{group}/{kind}" in self.kinds
+
+
+Mode = Literal["enforce", "warn", "audit", "off"]
+
+
+class PolicySettings(Model):
+    mode: Mode | None = None  # None: the policy's default mode
+    params: dict[str, Any] = {}
+    match: Match = Match()
+    failure: Literal["fail", "ignore"] = "fail"
+    timeout: Duration = 2.0
+
+
+class Exemptions(Model):
+    """Requests that are never evaluated at all."""
+
+    namespaces: list[str] = Field(default_factory=lambda: ["kube-system", own_namespace()])
+    users: list[str] = []
+    groups: list[str] = []
+    kinds: list[str] = []  # "Kind" or "group/Kind"
+
+    def exempts(self, namespace: str, user: str, groups: tuple[str, ...], group: str,
+                kind: str) -> str | None:
+        """The reason a request is exempt, or None."""
+        if namespace and any(fnmatch.fnmatchcase(namespace, p) for p in self.namespaces):
+            return f"namespace {namespace} is exempt"
+        if user and user in self.users:
+            return f"user {user} is exempt"
+        for g in groups:
+            if g in self.groups:
+                return f"group {g} is exempt"
+        if kind in self.kinds or f"{group}/{kind}" in self.kinds:
+            return f"kind {kind} is exempt"
+        return None
+
+
+DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
+    "gpu-tolerations": {"mode": "enforce"},
+    "default-resources": {"mode": "enforce"},
+    "require-limits": {"mode": "enforce"},
+}
+
+
+class Config(Model):
+    exemptions: Exemptions = Field(default_factory=Exemptions)
+    policyPaths: list[str] = []
+    policies: dict[str, PolicySettings] = {}
+    mutateOnUpdate: list[str] = []  # extra kinds whose pod template an UPDATE may change
+    deadline: Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
+    maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
+    registries: dict[str, Any] = {}
+    journal: dict[str, Any] = {}
+    audit: dict[str, Any] = {}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def describe(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each naming the key path."""
+    lines = []
+    for error in exc.errors():
+        where = _location(tuple(error["loc"]))
+        if prefix:
+            where = f"{prefix}.{where}" if where != "(top level)" else prefix
+        lines.append(f"{where}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def _set_path(target: dict[str, Any], keys: list[str], value: Any) -> None:
+    for index, key in enumerate(keys):
+        existing = next((k for k in target if _normal(k) == _normal(key)), None)
+        if existing is None:
+            # Field names are camelCase; policy names are kebab-case.
+            parent_is_policies = index > 0 and _normal(keys[index - 1]) == "policies"
+            if parent_is_policies:
+                existing = key.lower().replace("_", "-")
+            else:
+                head, *rest = key.lower().split("_")
+                existing = head + "".join(part.title() for part in rest)
+        if index == len(keys) - 1:
+            target[existing] = value
+            return
+        child = target.get(existing)
+        if not isinstance(child, dict):
+            child = target[existing] = {}
+        target = child
+
+
+def apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay `MLGATE_*` variables onto the raw config mapping."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in PROCESS_VARIABLES:
+            continue
+        keys = [k for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError as exc:
+            raise errors.ConfigError(f"environment variable {name}: not valid YAML: {exc}") from exc
+        _set_path(data, keys, value)
+    return data
+
+
+def from_mapping(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise errors.ConfigError("the configuration must be a YAML mapping at the top level")
+    data = apply_environment(dict(data), os.environ if environ is None else environ)
+    policies = {name: dict(settings) for name, settings in DEFAULT_POLICIES.items()}
+    user_policies = data.get("policies") or {}
+    if not isinstance(user_policies, dict):
+        raise errors.ConfigError("policies: must be a mapping of policy name to settings")
+    for name, settings in user_policies.items():
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise errors.ConfigError(f"policies.{name}: must be a mapping (mode, params, ...)")
+        policies[str(name)] = settings
+    data["policies"] = policies
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise errors.ConfigError(describe(exc)) from exc
+
+
+def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, overlay the environment and validate. No file: the built-in defaults."""
+    if path is None:
+        return from_mapping({}, environ)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return from_mapping(data, environ)
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"{path}: {exc}") from exc

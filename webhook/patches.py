@@ -1,0 +1,72 @@
+"""RFC 6902 JSONPatch as the difference of two JSON documents.
+
+The engine lets policies edit a working copy and answers with `diff(original, copy)`.
+The operations are ordered so that they apply cleanly to the original, one after the
+other, as the API server applies them: list tails are removed from the end backwards and
+list growth is added at explicit indices.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from webhook.workloads import escape
+
+
+def _same(a: Any, b: Any) -> bool:
+    # `True == 1` and `1 == 1.0` in Python, but not in JSON: compare types too.
+    return type(a) is type(b) and a == b
+
+
+def diff(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
+    """The JSONPatch that turns `old` into `new`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops: list[dict[str, Any]] = []
+        for key in old:
+            if key not in new:
+                ops.append({"op": "remove", "path": f"{path}/{escape(key)}"})
+        for key, value in new.items():
+            child = f"{path}/{escape(key)}"
+            if key not in old:
+                ops.append({"op": "add", "path": child, "value": value})
+            else:
+                ops.extend(diff(old[key], value, child))
+        return ops
+    if isinstance(old, list) and isinstance(new, list):
+        ops = []
+        common = min(len(old), len(new))
+        for index in range(common):
+            ops.extend(diff(old[index], new[index], f"{path}/{index}"))
+        for index in range(len(old) - 1, common - 1, -1):
+            ops.append({"op": "remove", "path": f"{path}/{index}"})
+        for index in range(common, len(new)):
+            ops.append({"op": "add", "path": f"{path}/{index}", "value": new[index]})
+        return ops
+    if _same(old, new):
+        return []
+    return [{"op": "replace", "path": path, "value": new}]
+
+
+def apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply a patch made by `patches.diff` (add/remove/replace) to a copy of `obj`."""
+    result = copy.deepcopy(obj)
+    for op in ops:
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        parent: Any = result
+        for token in tokens[:-1]:
+            parent = parent[int(token)] if isinstance(parent, list) else parent[token]
+        last = tokens[-1]
+        if isinstance(parent, list):
+            index = len(parent) if last == "-" else int(last)
+            if op["op"] == "add":
+                parent.insert(index, op["value"])
+            elif op["op"] == "remove":
+                del parent[index]
+            else:
+                parent[index] = op["value"]
+        elif op["op"] == "remove":
+            del parent[last]
+        else:
+            parent[last] = op["value"]
+    return result

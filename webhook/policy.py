@@ -1,0 +1,75 @@
+"""The contract a policy author writes against.
+
+A policy is a class with a `name`, a `phase` (`mutate` or `validate`) and a pydantic
+`Params` model. Mutating policies edit the `Workload` views in place; validating policies
+yield `Violation`s. Either method may be a coroutine. Policies never see the HTTP layer:
+the engine hands them a `Workload`, whose `context` says who asked for what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from webhook import workloads
+
+Phase = Literal["mutate", "validate"]
+
+
+class Params(BaseModel):
+    """Base for policy parameters: unknown keys are an error, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Context = workloads.Context
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing wrong with an object: what, where and how to fix it."""
+
+    what: str
+    fix: str = ""
+    path: str = ""  # JSON pointer of the offending field
+    container: str | None = None
+    pod: str = ""  # pointer of the pod spec it belongs to
+
+    @classmethod
+    def at_container(cls, pod: workloads.PodSpecView, container: workloads.ContainerView,
+                     what: str, fix: str = "", *tokens: str | int) -> Violation:
+        return cls(what=what, fix=fix, path=container.field_pointer(*tokens),
+                   container=container.name, pod=pod.pointer)
+
+    @classmethod
+    def at_pod(cls, pod: workloads.PodSpecView, what: str, fix: str = "",
+               *tokens: str | int) -> Violation:
+        return cls(what=what, fix=fix, path=pod.pointer + workloads.pointer(*tokens),
+                   pod=pod.pointer)
+
+
+class Policy:
+    """Base class of every policy. Subclasses set `name`, `phase` and `Params`."""
+
+    name: ClassVar[str] = ""
+    phase: ClassVar[Phase] = "validate"
+    Params: ClassVar[type[BaseModel]] = Params
+    default_mode: ClassVar[str] = "enforce"
+
+    def mutate(self, workload: workloads.Workload, params: Any) -> Any:
+        """Edit `workload` in place. May be `async def`."""
+        raise NotImplementedError(f"policy {self.name!r} has phase mutate but no mutate()")
+
+    def validate(self, workload: workloads.Workload, params: Any,
+                 ) -> Iterable[Violation] | AsyncIterator[Violation] | Any:
+        """Yield (or return) `Violation`s. May be `async def` or an async generator."""
+        raise NotImplementedError(f"policy {self.name!r} has phase validate but no validate()")
+
+    def check_params(self, params: Any) -> None:
+        """Reject params that validate as types but make no sense together. Raise ValueError."""
+
+    def close(self) -> None:
+        """Release what the policy holds (clients, caches) when a config is replaced."""

@@ -1,0 +1,80 @@
+"""The live engine, and its hot reload from the configuration file.
+
+The server asks `runtime.engine` for every request. When the file changes, a new engine is
+built beside the old one and swapped in only if it builds: an invalid file is logged and
+the last good configuration keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from webhook import config, engine, errors
+
+log = logging.getLogger("mlgate.runtime")
+
+ReloadListener = Callable[[bool, str], None]
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_ino, stat.st_size
+
+
+class Runtime:
+    """Holds the current `Engine`; `reload()` swaps in a new one if the config is valid."""
+
+    def __init__(self, config_path: str | Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config_path = Path(config_path) if config_path else None
+        self.environ = environ
+        self.listeners: list[ReloadListener] = []
+        self._stamp = _stamp(self.config_path) if self.config_path else None
+        self.engine = engine.Engine.build(config.load(self.config_path, environ))
+        self.last_error = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    def reload(self) -> bool:
+        """Build an engine from the file as it is now. False (and logged) when invalid."""
+        try:
+            new = engine.Engine.build(config.load(self.config_path, self.environ))
+        except errors.ConfigError as exc:
+            self.last_error = str(exc)
+            log.error("configuration rejected, keeping the last good one: %s", exc)
+            self._notify(False, str(exc))
+            return False
+        old, self.engine = self.engine, new
+        old.close()
+        self.last_error = ""
+        log.info("configuration reloaded from %s", self.config_path)
+        self._notify(True, "")
+        return True
+
+    def _notify(self, ok: bool, error: str) -> None:
+        for listener in self.listeners:
+            listener(ok, error)
+
+    def reload_if_changed(self) -> bool | None:
+        if self.config_path is None:
+            return None
+        stamp = _stamp(self.config_path)
+        if stamp is None or stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        return self.reload()
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Poll the file (ConfigMap volumes swap symlinks, so inotify is unreliable there)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()

@@ -1,0 +1,92 @@
+"""Running the app under uvicorn, over HTTPS only, with certificate reload."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from webhook import app as app_module
+from webhook import certs, tls
+from webhook.runtime import Runtime
+
+log = logging.getLogger("mlgate.server")
+
+
+class _Config(uvicorn.Config):
+    """uvicorn's config with our reloading SSL context instead of one built once."""
+
+    def __init__(self, *args: Any, tls_context: tls.ReloadingContext, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tls_context = tls_context
+
+    def load(self) -> None:
+        super().load()
+        self.ssl = self.tls_context.context
+
+    @property
+    def is_ssl(self) -> bool:
+        return True
+
+
+def resolve_tls_files(cert: str | None, key: str | None, certs_dir: str | Path = "certs",
+                      ) -> tuple[Path, Path]:
+    """The given pair, or development certificates in `certs/` (made when absent)."""
+    if bool(cert) != bool(key):
+        raise SystemExit("mlgate serve: give both --tls-cert and --tls-key, or neither")
+    if cert and key:
+        return Path(cert), Path(key)
+    cert_path, key_path = certs.ensure(certs_dir)
+    log.info("using development certificates in %s (CA: %s)", certs_dir,
+             Path(certs_dir) / certs.CA_FILE)
+    return cert_path, key_path
+
+
+def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
+          client_ca: str | None = None, log_level: str = "info") -> uvicorn.Server:
+    context = tls.ReloadingContext(cert, key, client_ca)
+    application = app_module.create_app(runtime, context)
+    application.state.require_tls = True
+    config = _Config(application, host=host, port=port, log_level=log_level,
+                     tls_context=context, access_log=False, lifespan="on",
+                     timeout_graceful_shutdown=10, proxy_headers=False, server_header=False)
+    return uvicorn.Server(config)
+
+
+def serve(server: uvicorn.Server, workers: int = 1) -> None:
+    """Run in this process, or fork `workers` processes that share one listening socket."""
+    if workers <= 1:
+        server.run()
+        return
+    sock = server.config.bind_socket()
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own event loop, its own copy of the engine
+            try:
+                server.run(sockets=[sock])
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        os.waitpid(child, 0)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -181,6 +181,7 @@ class Engine:
                 raise errors.ConfigError(config.describe(exc, f"policies.{name}.params")) from exc
             policy = policy_cls()
             try:
+                policy.setup(cfg)
                 policy.check_params(params)
             except (ValueError, errors.ConfigError) as exc:
                 raise errors.ConfigError(f"policies.{name}.params: {exc}") from exc

@@ -68,6 +68,10 @@ class Policy:
         """Yield (or return) `Violation`s. May be `async def` or an async generator."""
         raise NotImplementedError(f"policy {self.name!r} has phase validate but no validate()")
 
+    def setup(self, settings: Any) -> None:
+        """Receive the whole validated `config.Config` (shared sections such as
+        `registries`) once, before `check_params`. Raise ValueError to reject it."""
+
     def check_params(self, params: Any) -> None:
         """Reject params that validate as types but make no sense together. Raise ValueError."""
 

@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any
-
 import uvicorn
 
 from webhook import app as app_module
@@ -17,22 +15,6 @@ from webhook import certs, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.server")
-
-
-class _Config(uvicorn.Config):
-    """uvicorn's config with our reloading SSL context instead of one built once."""
-
-    def __init__(self, *args: Any, tls_context: tls.ReloadingContext, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tls_context = tls_context
-
-    def load(self) -> None:
-        super().load()
-        self.ssl = self.tls_context.context
-
-    @property
-    def is_ssl(self) -> bool:
-        return True
 
 
 def resolve_tls_files(cert: str | None, key: str | None, certs_dir: str | Path = "certs",
@@ -53,9 +35,11 @@ def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
     context = tls.ReloadingContext(cert, key, client_ca)
     application = app_module.create_app(runtime, context)
     application.state.require_tls = True
-    config = _Config(application, host=host, port=port, log_level=log_level,
-                     tls_context=context, access_log=False, lifespan="on",
-                     timeout_graceful_shutdown=10, proxy_headers=False, server_header=False)
+    config = uvicorn.Config(
+        application, host=host, port=port, log_level=log_level, access_log=False,
+        lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+        # our context, so that certificate reloads reach every new handshake
+        ssl_context_factory=lambda _config, _default: context.context)
     return uvicorn.Server(config)
 
 

@@ -48,11 +48,14 @@ def diff(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
     return [{"op": "replace", "path": path, "value": new}]
 
 
-def apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+def apply(obj: Any, ops: list[dict[str, Any]]) -> Any:
     """Apply a patch made by `patches.diff` (add/remove/replace) to a copy of `obj`."""
     result = copy.deepcopy(obj)
     for op in ops:
         tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        if not tokens:  # the whole document
+            result = copy.deepcopy(op["value"])
+            continue
         parent: Any = result
         for token in tokens[:-1]:
             parent = parent[int(token)] if isinstance(parent, list) else parent[token]

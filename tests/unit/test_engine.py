@@ -1,0 +1,428 @@
+"""The engine's rules: exemptions, matching, modes, failure modes, UPDATE and DELETE rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests import factories
+from tests.factories import GPU, LIMITED, container, pod, pod_spec
+from webhook import admission, config, engine, patches, plugins, policy, workloads
+
+
+# -- policies used only here ---------------------------------------------------------
+class Boom(policy.Policy):
+    """Raises on every call."""
+
+    name = "test-boom"
+    phase = "validate"
+
+    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+        raise RuntimeError("kaboom")
+
+
+class Sleepy(policy.Policy):
+    """Blocks its worker thread well past any timeout used here."""
+
+    name = "test-sleepy"
+    phase = "validate"
+
+    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+        time.sleep(1.0)
+        return []
+
+
+class AsyncSleepy(policy.Policy):
+    name = "test-async-sleepy"
+    phase = "validate"
+
+    async def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+        await asyncio.sleep(30)
+        return []
+
+
+class AsyncDeny(policy.Policy):
+    """An async generator policy that denies every container named `bad`."""
+
+    name = "test-async-deny"
+    phase = "validate"
+
+    async def validate(self, workload: workloads.Workload, params: Any):  # type: ignore[override]
+        for pod_view, c in workload.containers():
+            if c.name == "bad":
+                yield policy.Violation.at_container(pod_view, c, "is bad", "rename it")
+
+
+class LabelA(policy.Policy):
+    name = "test-label-a"
+    phase = "mutate"
+
+    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+        for p in workload.pods:
+            p.set_label("step", "a")
+
+
+class LabelB(policy.Policy):
+    """Sees LabelA's result: records what it saw."""
+
+    name = "test-label-b"
+    phase = "mutate"
+
+    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+        for p in workload.pods:
+            p.set_label("after", str(p.labels.get("step")))
+
+
+class HalfThenBoom(policy.Policy):
+    """Edits the object, then raises: the edit must not leak into the patch."""
+
+    name = "test-half"
+    phase = "mutate"
+
+    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+        workload.pods[0].set_label("half", "done")
+        raise ValueError("broke halfway")
+
+
+class Yields(policy.Policy):
+    name = "test-yields-junk"
+    phase = "validate"
+
+    def validate(self, workload: workloads.Workload, params: Any) -> list[Any]:
+        return ["not a violation"]
+
+
+TEST_POLICIES = [Boom, Sleepy, AsyncSleepy, AsyncDeny, LabelA, LabelB, HalfThenBoom, Yields]
+
+
+def build(policies: dict[str, Any] | None = None, **top: Any) -> engine.Engine:
+    catalogue = plugins.discover()
+    for cls in TEST_POLICIES:
+        catalogue.add(cls, "tests")
+    cfg = config.from_mapping({"policies": policies or {}, **top}, environ={})
+    return engine.Engine.build(cfg, catalogue)
+
+
+def evaluate(eng: engine.Engine, review: dict[str, Any], phase: str) -> engine.Decision:
+    request = admission.parse(json.dumps(review).encode())
+    return asyncio.run(eng.evaluate(request, phase))
+
+
+def gpu_pod(**kw: Any) -> dict[str, Any]:
+    return pod(pod_spec(container(limits={**LIMITED, **GPU})), **kw)
+
+
+def bare_pod(**kw: Any) -> dict[str, Any]:
+    return pod(pod_spec(container()), **kw)
+
+
+# -- defaults ------------------------------------------------------------------------
+def test_defaults_tolerate_gpu_default_requests_and_require_limits() -> None:
+    eng = build()
+    review = factories.admission_review(gpu_pod())
+    mutated = evaluate(eng, review, engine.MUTATE)
+    assert mutated.allowed and mutated.mutated_by == ["gpu-tolerations", "default-resources"]
+    result = patches.apply(review["request"]["object"], mutated.patch)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
+        result["spec"]["tolerations"]
+    # requests follow the limits (LimitRanger: a limit without request -> request = limit)
+    assert result["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
+    validated = evaluate(eng, factories.admission_review(result), engine.VALIDATE)
+    assert validated.allowed, validated.message
+
+
+def test_second_mutation_pass_is_empty() -> None:
+    eng = build()
+    review = factories.admission_review(bare_pod())
+    first = evaluate(eng, review, engine.MUTATE)
+    assert first.patch
+    again = patches.apply(review["request"]["object"], first.patch)
+    assert evaluate(eng, factories.admission_review(again), engine.MUTATE).patch == []
+
+
+def test_every_violation_is_in_one_message_in_the_documented_format() -> None:
+    eng = build()
+    obj = pod(pod_spec(container("a"), container("b", limits={"cpu": "1"})))
+    decision = evaluate(eng, factories.admission_review(obj), engine.VALIDATE)
+    assert not decision.allowed
+    lines = decision.message.splitlines()
+    assert lines == [
+        '[require-limits] Pod ml/train /spec container "a": no cpu limit '
+        "(set resources.limits.cpu, e.g. cpu: 500m)",
+        '[require-limits] Pod ml/train /spec container "a": no memory limit '
+        "(set resources.limits.memory, e.g. memory: 1Gi)",
+        '[require-limits] Pod ml/train /spec container "b": no memory limit '
+        "(set resources.limits.memory, e.g. memory: 1Gi)",
+    ]
+
+
+# -- what is never evaluated ----------------------------------------------------------
+@pytest.mark.parametrize("namespace", ["kube-system", "mlgate-system"])
+def test_system_namespaces_are_exempt(namespace: str) -> None:
+    eng = build()
+    decision = evaluate(eng, factories.admission_review(bare_pod(namespace=namespace)),
+                        engine.VALIDATE)
+    assert decision.allowed and "exempt" in decision.skipped and not decision.findings
+
+
+def test_own_namespace_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLGATE_NAMESPACE", "platform-admission")
+    eng = build()
+    decision = evaluate(eng, factories.admission_review(bare_pod(namespace="platform-admission")),
+                        engine.VALIDATE)
+    assert decision.allowed and decision.skipped
+
+
+@pytest.mark.parametrize(("exemptions", "review_kw"), [
+    ({"users": ["ci-bot"]}, {"user": "ci-bot"}),
+    ({"groups": ["system:masters"]}, {"groups": ["system:masters"]}),
+    ({"namespaces": ["sandbox-*"]}, {"namespace": "sandbox-7"}),
+    ({"kinds": ["Pod"]}, {}),
+])
+def test_configured_exemptions(exemptions: dict[str, Any], review_kw: dict[str, Any]) -> None:
+    eng = build(exemptions=exemptions)
+    decision = evaluate(eng, factories.admission_review(bare_pod(), **review_kw), engine.VALIDATE)
+    assert decision.allowed and decision.skipped
+
+
+@pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
+def test_delete_and_connect_pass(operation: str) -> None:
+    eng = build()
+    kw = {"old": bare_pod()} if operation == "DELETE" else {}
+    review = factories.admission_review(None if operation == "DELETE" else bare_pod(),
+                                        operation=operation, **kw)
+    decision = evaluate(eng, review, engine.VALIDATE)
+    assert decision.allowed and "not evaluated" in decision.skipped
+
+
+def test_unknown_kinds_pass_untouched() -> None:
+    eng = build()
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ml"},
+           "data": {"a": "b"}}
+    for phase in (engine.MUTATE, engine.VALIDATE):
+        decision = evaluate(eng, factories.admission_review(obj), phase)
+        assert decision.allowed and decision.patch == [] and "not a workload kind" in \
+            decision.skipped
+
+
+def test_status_subresource_is_not_evaluated() -> None:
+    eng = build()
+    review = factories.admission_review(bare_pod(), operation="UPDATE", old=bare_pod(),
+                                        sub_resource="status")
+    assert evaluate(eng, review, engine.VALIDATE).allowed
+
+
+def test_objects_being_deleted_are_never_denied() -> None:
+    eng = build()
+    obj = bare_pod()
+    obj["metadata"]["deletionTimestamp"] = "2026-11-30T10:00:00Z"
+    obj["metadata"]["finalizers"] = []
+    old = bare_pod()
+    old["metadata"]["finalizers"] = ["example.com/keep"]
+    review = factories.admission_review(obj, operation="UPDATE", old=old)
+    for phase in (engine.MUTATE, engine.VALIDATE):
+        decision = evaluate(eng, review, phase)
+        assert decision.allowed and decision.patch == []
+
+
+def test_volcano_job_is_told_apart_from_batch_job_by_group() -> None:
+    volcano = {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+               "metadata": {"name": "v", "namespace": "ml"},
+               "spec": {"tasks": [{"name": "worker", "replicas": 2,
+                                   "template": {"spec": pod_spec(container())}}]}}
+    decision = evaluate(build(), factories.admission_review(volcano), engine.VALIDATE)
+    assert "/spec/tasks/0/template/spec" in decision.message
+
+
+# -- UPDATE ---------------------------------------------------------------------------
+def test_update_denies_only_new_violations() -> None:
+    eng = build()
+    old = pod(pod_spec(container("a")))
+    new = pod(pod_spec(container("a"), container("b")))
+    decision = evaluate(eng, factories.admission_review(new, operation="UPDATE", old=old),
+                        engine.VALIDATE)
+    assert not decision.allowed
+    assert 'container "b"' in decision.message and 'container "a"' not in decision.message
+    assert any('container "a"' in w and "already present" in w for w in decision.warnings)
+
+
+def test_update_that_keeps_old_violations_is_allowed_with_warnings() -> None:
+    eng = build()
+    old = pod(pod_spec(container("a")))
+    new = pod(pod_spec(container("a")), labels={"touched": "yes"})
+    decision = evaluate(eng, factories.admission_review(new, operation="UPDATE", old=old),
+                        engine.VALIDATE)
+    assert decision.allowed and len(decision.warnings) == 2
+
+
+def test_no_mutation_of_an_existing_pod_or_job_on_update() -> None:
+    eng = build()
+    old = gpu_pod()
+    review = factories.admission_review(gpu_pod(labels={"x": "y"}), operation="UPDATE", old=old)
+    decision = evaluate(eng, review, engine.MUTATE)
+    assert decision.allowed and decision.patch == [] and "cannot change" in decision.skipped
+
+
+def test_deployment_template_is_mutated_on_update() -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "d", "namespace": "ml"},
+                  "spec": {"template": {"spec": pod_spec(container(limits=GPU))}}}
+    review = factories.admission_review(deployment, operation="UPDATE", old=deployment)
+    decision = evaluate(build(), review, engine.MUTATE)
+    assert any(op["path"] == "/spec/template/spec/tolerations" for op in decision.patch)
+
+
+def test_mutate_on_update_is_configurable_for_custom_kinds() -> None:
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "p", "namespace": "ml"},
+           "spec": {"pytorchReplicaSpecs": {"Worker": {"template": {
+               "spec": pod_spec(container(limits=GPU))}}}}}
+    review = factories.admission_review(job, operation="UPDATE", old=job)
+    assert evaluate(build(), review, engine.MUTATE).patch == []
+    assert evaluate(build(mutateOnUpdate=["PyTorchJob"]), review, engine.MUTATE).patch
+
+
+def test_dry_run_gets_the_real_verdict() -> None:
+    eng = build()
+    decision = evaluate(eng, factories.admission_review(bare_pod(), dry_run=True),
+                        engine.VALIDATE)
+    assert not decision.allowed and decision.dry_run
+
+
+# -- modes ----------------------------------------------------------------------------
+def test_warn_mode_warns_instead_of_denying() -> None:
+    eng = build({"require-limits": {"mode": "warn"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert decision.allowed and len(decision.warnings) == 2
+    assert all(w.startswith("[require-limits]") for w in decision.warnings)
+
+
+def test_audit_mode_only_records() -> None:
+    eng = build({"require-limits": {"mode": "audit"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert decision.allowed and not decision.warnings
+    assert [f.mode for f in decision.findings] == ["audit", "audit"]
+    assert decision.record()["violations"][0]["policy"] == "require-limits"
+
+
+def test_off_mode_disables_a_default_policy() -> None:
+    eng = build({"require-limits": {"mode": "off"}})
+    assert evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE).allowed
+
+
+def test_mutating_policy_in_warn_mode_changes_nothing_and_says_what_it_would() -> None:
+    eng = build({"gpu-tolerations": {"mode": "warn"}, "default-resources": {"mode": "off"}})
+    decision = evaluate(eng, factories.admission_review(gpu_pod()), engine.MUTATE)
+    assert decision.patch == [] and decision.allowed
+    assert "would change /spec/tolerations" in decision.warnings[0]
+
+
+# -- order and chaining ---------------------------------------------------------------
+def test_mutations_chain_in_config_order() -> None:
+    eng = build({"test-label-a": {"mode": "enforce"}, "test-label-b": {"mode": "enforce"}})
+    review = factories.admission_review(bare_pod())
+    decision = evaluate(eng, review, engine.MUTATE)
+    result = patches.apply(review["request"]["object"], decision.patch)
+    assert result["metadata"]["labels"] == {"step": "a", "after": "a"}
+    assert decision.mutated_by[-2:] == ["test-label-a", "test-label-b"]
+
+
+# -- matching -------------------------------------------------------------------------
+@pytest.mark.parametrize(("match", "applies"), [
+    ({"kinds": ["Deployment"]}, False),
+    ({"kinds": ["Pod"]}, True),
+    ({"kinds": ["apps/Pod"]}, False),
+    ({"namespaces": {"include": ["ml*"], "exclude": []}}, True),
+    ({"namespaces": {"include": ["*"], "exclude": ["m?"]}}, False),
+    ({"objectSelector": {"matchLabels": {"team": "a"}}}, True),
+    ({"objectSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn",
+                                               "values": ["a"]}]}}, False),
+    ({"objectSelector": {"matchExpressions": [{"key": "gone", "operator": "DoesNotExist"}]}},
+     True),
+    ({"operations": ["UPDATE"]}, False),
+])
+def test_match(match: dict[str, Any], applies: bool) -> None:
+    eng = build({"require-limits": {"match": match}})
+    decision = evaluate(eng, factories.admission_review(bare_pod(labels={"team": "a"})),
+                        engine.VALIDATE)
+    assert decision.allowed is (not applies)
+
+
+# -- failures -------------------------------------------------------------------------
+def test_a_raising_policy_fails_closed_by_default() -> None:
+    eng = build({"test-boom": {}, "require-limits": {"mode": "off"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed
+    assert "[test-boom]" in decision.message and "RuntimeError: kaboom" in decision.message
+
+
+def test_a_raising_policy_with_failure_ignore_lets_the_request_through() -> None:
+    eng = build({"test-boom": {"failure": "ignore"}, "require-limits": {"mode": "off"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert decision.allowed and "kaboom" in decision.warnings[0]
+
+
+@pytest.mark.parametrize("name", ["test-sleepy", "test-async-sleepy"])
+def test_a_slow_policy_times_out_into_its_failure_mode(name: str) -> None:
+    eng = build({name: {"timeout": "50ms"}, "require-limits": {"mode": "off"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and "timed out" in decision.message
+
+
+def test_the_request_deadline_bounds_every_policy() -> None:
+    eng = build({"test-async-sleepy": {"timeout": "10s"}, "require-limits": {"mode": "off"}},
+                deadline="100ms")
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and "timed out" in decision.message
+    assert decision.duration < 5  # bounded by the deadline, not the 10s policy timeout
+
+
+def test_a_failed_mutation_does_not_leak_half_its_edit() -> None:
+    eng = build({"test-half": {"failure": "ignore"}})
+    review = factories.admission_review(bare_pod())
+    decision = evaluate(eng, review, engine.MUTATE)
+    assert decision.allowed
+    assert not any("half" in op["path"] or "half" in json.dumps(op.get("value"))
+                   for op in decision.patch)
+    assert decision.mutated_by == ["default-resources"]
+
+
+def test_a_policy_yielding_junk_is_a_policy_error() -> None:
+    eng = build({"test-yields-junk": {}, "require-limits": {"mode": "off"}})
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and "not a Violation" in decision.message
+
+
+def test_async_generator_policies_work() -> None:
+    eng = build({"test-async-deny": {}, "require-limits": {"mode": "off"}})
+    obj = pod(pod_spec(container("good"), container("bad")))
+    decision = evaluate(eng, factories.admission_review(obj), engine.VALIDATE)
+    assert decision.message == '[test-async-deny] Pod ml/train /spec container "bad": is bad ' \
+                               "(rename it)"
+
+
+# -- building -------------------------------------------------------------------------
+def test_bad_params_name_the_policy_and_field() -> None:
+    with pytest.raises(config.errors.ConfigError,
+                       match=r"policies\.require-limits\.params\.resources"):
+        build({"require-limits": {"params": {"resources": "cpu"}}})
+
+
+def test_unknown_param_is_an_error() -> None:
+    with pytest.raises(config.errors.ConfigError, match=r"params\.resorces"):
+        build({"require-limits": {"params": {"resorces": ["cpu"]}}})
+
+
+def test_unknown_enabled_policy_is_an_error() -> None:
+    with pytest.raises(config.errors.PluginError, match="no-such-policy"):
+        build({"no-such-policy": {"mode": "enforce"}})
+
+
+def test_check_params_rejects_nonsense() -> None:
+    with pytest.raises(config.errors.ConfigError, match="not a Kubernetes quantity"):
+        build({"default-resources": {"params": {"default": {"requests": {"cpu": "lots"}}}}})

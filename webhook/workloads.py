@@ -110,13 +110,12 @@ class PodSpecView:
 
     # -- reading ---------------------------------------------------------------
     def resources_matching(self, patterns: list[str]) -> list[str]:
-        """Resource names requested or limited by any container that match a glob."""
-        found: list[str] = []
+        """Resource names (sorted) requested or limited by any container that match a glob."""
+        found: set[str] = set()
         for container in self.containers:
-            for name in sorted(container.resource_names()):
-                if name not in found and any(fnmatch.fnmatchcase(name, p) for p in patterns):
-                    found.append(name)
-        return found
+            found.update(name for name in container.resource_names()
+                         if any(fnmatch.fnmatchcase(name, p) for p in patterns))
+        return sorted(found)
 
     def requests(self, pattern: str) -> bool:
         """True when any container requests or limits a resource matching `pattern`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -27,8 +28,12 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts only the server's CA, as the API server does."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=str(self.ca), timeout=10, **kwargs)
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=10, **kwargs)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

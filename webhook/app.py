@@ -29,6 +29,17 @@ def _problem(reason: str, status: int) -> Response:
     return _json({"error": reason, "code": status}, status)
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past `limit` (chunked bodies have no length)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
                watch_interval: float = 1.0) -> FastAPI:
     """The app. `app.state.observers` get every decision (journal, metrics, logs)."""
@@ -61,8 +72,10 @@ def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return _problem(f"request body is {length} bytes, over the limit of {limit}", 413)
+        body = await _read_limited(request, limit)
+        if body is None:
+            return _problem(f"request body is over the limit of {limit} bytes", 413)
         try:
-            body = await request.body()
             parsed = admission.parse(body, request.headers.get("content-type"), limit)
         except admission.BadReview as exc:
             log.warning("rejected %s request: %s", phase, exc.reason)

@@ -510,7 +510,8 @@ class PodSecurity(policy.Policy):
         parse_port_ranges(params.allowedHostPorts)
 
     def validate(self, workload: workloads.Workload, params: Params) -> Violations:
-        level = level_for(params, workload.namespace)
+        # The request's namespace is authoritative; metadata may omit it on CREATE.
+        level = level_for(params, workload.context.namespace or workload.namespace)
         ports = parse_port_ranges(params.allowedHostPorts)
         for pod in workload.pods:
             check = Check(pod, level, params, ports)

@@ -95,7 +95,8 @@ def test_every_failing_field_is_reported_at_once() -> None:
         "/spec/containers/0", "/spec/securityContext/sysctls/0/name",
     }
     messages = "\n".join(f.message for f in findings(factories.pod(spec)))
-    assert "kernel.msgmax" in messages and "inherits the pod's seccomp profile Unconfined" in messages
+    assert "kernel.msgmax" in messages
+    assert "inherits the pod's seccomp profile Unconfined" in messages
     assert "(baseline level)" in messages
 
 

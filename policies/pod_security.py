@@ -495,6 +495,9 @@ def level_for(params: Params, namespace: str) -> Level:
     return params.level
 
 
+PodSecurityParams = Params  # the class body below rebinds `Params`
+
+
 class PodSecurity(policy.Policy):
     """Pod Security Standards (baseline or restricted per namespace) on every pod template."""
 
@@ -502,14 +505,14 @@ class PodSecurity(policy.Policy):
     phase = "validate"
     Params = Params
 
-    def check_params(self, params: Params) -> None:
+    def check_params(self, params: PodSecurityParams) -> None:
         unknown = [c for c in params.disabledControls if c not in CHECKS]
         if unknown:
             raise ValueError(f"disabledControls: unknown control {unknown[0]!r}; "
                              f"known: {', '.join(CONTROLS)}")
         parse_port_ranges(params.allowedHostPorts)
 
-    def validate(self, workload: workloads.Workload, params: Params) -> Violations:
+    def validate(self, workload: workloads.Workload, params: PodSecurityParams) -> Violations:
         # The request's namespace is authoritative; metadata may omit it on CREATE.
         level = level_for(params, workload.context.namespace or workload.namespace)
         ports = parse_port_ranges(params.allowedHostPorts)

@@ -1,0 +1,358 @@
+"""The Helm chart rendered by the real helm binary, checked object by object."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+
+from tests.chart import crd_schemas, helm
+from webhook import workloads
+
+KUBERNETES_VERSION = "1.35"
+SCENARIO_IDS = [path.stem.removesuffix("-values") for path in helm.SCENARIOS]
+
+
+def scenario(name: str) -> Path:
+    return helm.CHART / "ci" / f"{name}-values.yaml"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: helm.render(path) for name, path in zip(SCENARIO_IDS, helm.SCENARIOS,
+                                                          strict=True)}
+
+
+def webhook_configurations(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return (helm.by_kind(objects, "MutatingWebhookConfiguration")
+            + helm.by_kind(objects, "ValidatingWebhookConfiguration"))
+
+
+def test_every_required_scenario_exists() -> None:
+    assert {"default", "cert-manager", "chart-certs", "self-managed", "ha",
+            "webhooks-disabled"} <= set(SCENARIO_IDS)
+
+
+@pytest.mark.parametrize("values", helm.SCENARIOS, ids=SCENARIO_IDS)
+def test_helm_lint(values: Path) -> None:
+    result = helm.lint(values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name", SCENARIO_IDS)
+def test_every_object_matches_its_schema(rendered: dict[str, list[dict[str, Any]]],
+                                         name: str) -> None:
+    """Built-in kinds against kubernetes-validate (strict); CRD kinds against crd_schemas."""
+    for obj in rendered[name]:
+        where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
+        key = (obj["apiVersion"], obj["kind"])
+        if key in crd_schemas.SCHEMAS:
+            try:
+                jsonschema.validate(obj, crd_schemas.SCHEMAS[key])
+            except jsonschema.ValidationError as exc:
+                pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}")
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}")
+        except kubernetes_validate.SchemaNotFoundError:
+            pytest.fail(f"{where}: no schema in kubernetes-validate and none in crd_schemas")
+
+
+def test_crd_schemas_reject_a_wrong_field(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The stand-in schemas are strict enough to catch a typo."""
+    certificate = helm.one(rendered["cert-manager"], "Certificate")
+    broken = {**certificate, "spec": {**certificate["spec"], "dnsName": ["x"]}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schemas.CERTIFICATE)
+
+
+def test_rules_file_is_generated_from_the_kind_table() -> None:
+    result = subprocess.run([sys.executable, "scripts/render_chart.py", "--check"],
+                            cwd=helm.ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    on_disk = yaml.safe_load((helm.CHART / "files" / "rules.yaml").read_text())
+    assert on_disk == workloads.webhook_rules()
+
+
+def test_readme_lists_every_value() -> None:
+    """The README's table is generated from values.yaml and every key is documented."""
+    sys.path.insert(0, str(helm.ROOT / "scripts"))
+    try:
+        import render_chart
+    finally:
+        sys.path.pop(0)
+    values_text = (helm.CHART / "values.yaml").read_text()
+    assert render_chart.undocumented_leaves(values_text) == []
+    readme = (helm.CHART / "README.md").read_text()
+    assert readme == render_chart.render_readme(readme, values_text)
+    for key, _, _ in render_chart.documented_values(values_text):
+        assert f"| `{key}` |" in readme
+
+
+@pytest.mark.parametrize("name", ["default", "cert-manager", "chart-certs", "self-managed",
+                                  "ha"])
+def test_webhook_configurations(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    configurations = webhook_configurations(rendered[name])
+    assert {c["kind"] for c in configurations} == {"MutatingWebhookConfiguration",
+                                                   "ValidatingWebhookConfiguration"}
+    service = helm.one(rendered[name], "Service")
+    extra_excluded = yaml.safe_load(scenario(name).read_text() or "{}") or {}
+    extra_excluded = extra_excluded.get("webhooks", {}).get("excludedNamespaces", [])
+    for configuration in configurations:
+        mutating = configuration["kind"] == "MutatingWebhookConfiguration"
+        (hook,) = configuration["webhooks"]
+        where = f"{name}: {configuration['kind']} {hook['name']}"
+        assert len(hook["name"].split(".")) == 3, where
+        assert hook["rules"] == workloads.webhook_rules(), where
+        assert hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["timeoutSeconds"] == 5
+        assert hook["failurePolicy"] == "Fail"
+        if mutating:
+            assert hook["reinvocationPolicy"] == "IfNeeded"
+        else:
+            assert "reinvocationPolicy" not in hook
+        client = hook["clientConfig"]["service"]
+        assert client == {"name": service["metadata"]["name"], "namespace": helm.NAMESPACE,
+                          "path": "/mutate" if mutating else "/validate",
+                          "port": service["spec"]["ports"][0]["port"]}
+        expressions = hook["namespaceSelector"]["matchExpressions"]
+        excluded = next(e for e in expressions if e["key"] == "kubernetes.io/metadata.name")
+        assert excluded["operator"] == "NotIn"
+        assert set(excluded["values"]) == {helm.NAMESPACE, "kube-system", *extra_excluded}
+        assert {"key": "mlgate.io/ignore", "operator": "DoesNotExist"} in expressions
+        conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+        assert conditions["not-being-deleted"] == "!has(object.metadata.deletionTimestamp)"
+
+
+def test_service_reaches_the_https_port(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    service = helm.one(rendered["default"], "Service")
+    container = helm.one(rendered["default"], "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "https"
+    assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("name", ["default", "chart-certs"])
+def test_chart_certificates(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """One CA in the Secret and both caBundles; it signed a cert for the Service's names."""
+    objects = rendered[name]
+    secret = helm.one(objects, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+    bundles = {c["kind"]: c["webhooks"][0]["clientConfig"]["caBundle"]
+               for c in webhook_configurations(objects)}
+    assert set(bundles.values()) == {secret["data"]["ca.crt"]}
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)
+    service = helm.one(objects, "Service")["metadata"]["name"]
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) >= {
+        service, f"{service}.{helm.NAMESPACE}", f"{service}.{helm.NAMESPACE}.svc",
+        f"{service}.{helm.NAMESPACE}.svc.cluster.local"}
+    volumes = helm.one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": secret["metadata"]["name"],
+                                      "defaultMode": 0o440}} in volumes
+
+
+def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["cert-manager"]
+    certificate = helm.one(objects, "Certificate")
+    issuer = helm.one(objects, "Issuer")
+    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"],
+                                                "kind": "Issuer"}
+    assert helm.by_kind(objects, "Secret") == []
+    reference = f"{helm.NAMESPACE}/{certificate['metadata']['name']}"
+    for configuration in webhook_configurations(objects):
+        assert configuration["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": reference}
+        assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    volumes = helm.one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    tls = next(v for v in volumes if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
+
+
+def test_cert_manager_with_an_existing_issuer() -> None:
+    objects = helm.render(scenario("cert-manager"), set_json={
+        "certificates.certManager.issuerRef": '{"name": "corp-ca", "kind": "ClusterIssuer"}'})
+    assert helm.by_kind(objects, "Issuer") == []
+    assert helm.one(objects, "Certificate")["spec"]["issuerRef"] == {
+        "name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def _rbac_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = helm.one(objects, "ClusterRole")["rules"]
+    return rules
+
+
+def test_self_managed_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["self-managed"]
+    assert helm.by_kind(objects, "Secret") == []
+    names = {c["metadata"]["name"] for c in webhook_configurations(objects)}
+    for configuration in webhook_configurations(objects):
+        assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    container = helm.one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert "--self-signed" in args
+    assert f"--service-name={helm.one(objects, 'Service')['metadata']['name']}" in args
+    assert {f"--mutating={n}" for n in names} | {f"--validating={n}" for n in names} <= set(args)
+    assert not any(a.startswith("--tls-cert") for a in args)
+    patching = [r for r in _rbac_rules(objects)
+                if r["apiGroups"] == ["admissionregistration.k8s.io"]]
+    assert sorted(r["resources"][0] for r in patching) == [
+        "mutatingwebhookconfigurations", "validatingwebhookconfigurations"]
+    for rule in patching:
+        assert rule["verbs"] == ["get", "patch"]
+        assert set(rule["resourceNames"]) == names
+
+
+@pytest.mark.parametrize("name", ["default", "cert-manager", "ha"])
+def test_rbac_is_limited_to_what_is_used(rendered: dict[str, list[dict[str, Any]]],
+                                         name: str) -> None:
+    rules = _rbac_rules(rendered[name])
+    reading = [r for r in rules if r["verbs"] == ["get", "list", "watch"]]
+    assert [{"apiGroups": r["apiGroups"], "resources": r["resources"]} for r in reading] == [
+        {"apiGroups": r["apiGroups"], "resources": r["resources"]}
+        for r in workloads.webhook_rules()]
+    others = [r for r in rules if r not in reading]
+    assert others == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]}]
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+
+
+def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    deployment = helm.one(rendered["default"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    security = container["securityContext"]
+    assert isinstance(security["runAsUser"], int) and security["runAsUser"] > 0
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https",
+                                                      "scheme": "HTTPS"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https",
+                                                     "scheme": "HTTPS"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert {"name": "MLGATE_NAMESPACE", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.namespace"}}} in container["env"]
+    assert container["args"][0] == "serve"
+    assert "--config=/etc/mlgate/mlgate.yaml" in container["args"]
+    # a read-only root: the only writable places are emptyDirs
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    assert writable == {"/var/lib/mlgate", "/tmp"}
+    assert {m["name"] for m in container["volumeMounts"] if not m.get("readOnly")} == empty_dirs
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"][
+        "matchLabels"]
+
+
+def test_configmap_holds_the_configuration(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    from webhook import config
+
+    configmap = helm.one(rendered["default"], "ConfigMap")
+    data = yaml.safe_load(configmap["data"]["mlgate.yaml"])
+    values = yaml.safe_load((helm.CHART / "values.yaml").read_text())
+    assert data == values["config"]
+    assert config.from_mapping(data, environ={}).policies["require-limits"].mode == "enforce"
+
+
+def test_high_availability(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["ha"]
+    pod = helm.one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert helm.one(objects, "Deployment")["spec"]["replicas"] == 3
+    required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert pod["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert helm.one(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in helm.one(objects, "PodDisruptionBudget")["spec"]
+    alerts = {r["alert"] for g in helm.one(objects, "PrometheusRule")["spec"]["groups"]
+              for r in g["rules"]}
+    assert alerts == {"MlgateWebhookErrors", "MlgateHighLatency", "MlgateCertificateExpiring"}
+    endpoint = helm.one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == ("https", "https",
+                                                                        "/metrics")
+    policy = helm.one(objects, "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [{"ports": [{"port": 8443, "protocol": "TCP"}]}]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_default_pdb_and_optional_objects_off(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["default"]
+    assert helm.one(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Certificate"):
+        assert helm.by_kind(objects, kind) == [], kind
+
+
+def test_webhooks_disabled(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["webhooks-disabled"]
+    assert webhook_configurations(objects) == []
+    assert helm.by_kind(objects, "Deployment")
+
+
+def test_pdb_with_both_bounds_fails_to_render() -> None:
+    result = helm.template(sets={"podDisruptionBudget.minAvailable": "1",
+                                 "podDisruptionBudget.maxUnavailable": "1"})
+    assert result.returncode != 0
+    assert "set either minAvailable or maxUnavailable, not both" in result.stderr
+
+
+@pytest.mark.parametrize(("key", "value", "complaint"), [
+    ("replicaCount", "two", "/replicaCount"),
+    ("webhooks.timeoutSeconds", "5s", "/webhooks/timeoutSeconds"),
+    ("webhooks.validating.failurePolicy", "Maybe", "/webhooks/validating/failurePolicy"),
+    ("certificates.mode", "vault", "/certificates/mode"),
+    ("podDisruptionBudget.enabled", "yes", "/podDisruptionBudget/enabled"),
+    ("replicaCount2", "3", "replicaCount2"),
+])
+def test_schema_rejects_wrong_types(key: str, value: str, complaint: str) -> None:
+    result = helm.template(sets={key: value})
+    assert result.returncode != 0, f"{key}={value} was accepted"
+    assert "schema" in result.stderr and complaint in result.stderr, result.stderr
+
+
+def test_schema_rejects_a_timeout_over_the_api_server_limit() -> None:
+    result = helm.template(sets={"webhooks.timeoutSeconds": "31"})
+    assert result.returncode != 0 and "/webhooks/timeoutSeconds" in result.stderr
+
+
+WARNING = "WARNING: failurePolicy is Fail with replicaCount=1"
+
+
+def test_notes_warn_when_fail_runs_on_one_replica() -> None:
+    assert WARNING in helm.notes(sets={"replicaCount": "1"})
+
+
+@pytest.mark.parametrize("sets", [
+    {"replicaCount": "2"},
+    {"replicaCount": "1", "webhooks.mutating.failurePolicy": "Ignore",
+     "webhooks.validating.failurePolicy": "Ignore"},
+])
+def test_notes_quiet_otherwise(sets: dict[str, str]) -> None:
+    text = helm.notes(sets=sets)
+    assert "mlgate" in text and "WARNING" not in text

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from webhook import errors
+from webhook.signatures import settings as registry_settings
 
 ENV_PREFIX = "MLGATE_"
 # Variables with the prefix that are settings of the process, not of the config file.
@@ -159,7 +160,8 @@ class Config(Model):
     mutateOnUpdate: list[str] = []  # extra kinds whose pod template an UPDATE may change
     deadline: Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
-    registries: dict[str, Any] = {}
+    registries: registry_settings.Registries = Field(
+        default_factory=registry_settings.Registries)
     journal: dict[str, Any] = {}
     audit: dict[str, Any] = {}
 

@@ -1,0 +1,201 @@
+"""Reject images that are not signed by the rule's keys or keyless identities.
+
+An image matched by a rule must carry at least one valid signature from that rule's
+authorities: a cosign legacy `.sig` signature, or a sigstore bundle (keyless or key-based)
+attached as an OCI referrer. The image is resolved to its digest; what the digest names
+is what was signed (for a multi-arch image, the index). A registry that is down or slow
+gives the rule's failure mode within the request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from webhook import policy, workloads
+from webhook.signatures import bundles, keys, references, settings, verifier
+
+ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
+                       workloads.EPHEMERAL]
+MARGIN = 0.2  # seconds kept between our deadline and the engine's policy timeout
+
+
+class Key(policy.Params):
+    path: str | None = Field(None, description="PEM public key file (cosign.pub)")
+    pem: str | None = Field(None, description="PEM public key inline")
+
+    @model_validator(mode="after")
+    def _one(self) -> Key:
+        if (self.path is None) == (self.pem is None):
+            raise ValueError("give exactly one of path or pem")
+        return self
+
+
+class Keyless(policy.Params):
+    issuer: str | None = None
+    issuerRegExp: str | None = None
+    subject: str | None = None
+    subjectRegExp: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Keyless:
+        if (self.issuer is None) == (self.issuerRegExp is None):
+            raise ValueError("give exactly one of issuer or issuerRegExp")
+        if (self.subject is None) == (self.subjectRegExp is None):
+            raise ValueError("give exactly one of subject or subjectRegExp")
+        for name in ("issuerRegExp", "subjectRegExp"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    raise ValueError(f"{name} {value!r} is not a regular expression: {exc}"
+                                     ) from exc
+        return self
+
+
+class Rule(policy.Params):
+    name: str = Field(description="named in every message")
+    images: list[str] = Field(min_length=1, description="globs, e.g. registry.example.com/ml/*")
+    keys: list[Key] = []
+    keyless: list[Keyless] = []
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="required in the signed payload's `optional`")
+    checkIdentity: bool = Field(
+        True, description="the payload's docker-reference must name the image's repository")
+    failure: Literal["deny", "allow"] = Field(
+        "deny", description="what a registry that is down, slow or refusing does")
+
+    @model_validator(mode="after")
+    def _authority(self) -> Rule:
+        if not self.keys and not self.keyless:
+            raise ValueError(f"rule {self.name!r} has no keys and no keyless identities; "
+                             f"give at least one authority")
+        return self
+
+
+class Params(policy.Params):
+    rules: list[Rule] = Field(default_factory=list)
+    unmatched: Literal["allow", "deny"] = Field(
+        "allow", description="images no rule matches: allow, or deny")
+    containerKinds: list[str] = Field(default_factory=lambda: list(ALL_CONTAINER_KINDS))
+
+
+def _load_key(key: Key, rule: str, index: int) -> tuple[str, keys.PublicKey]:
+    where = f"rules[{rule}].keys[{index}]"
+    if key.path is not None:
+        try:
+            data = Path(key.path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read {key.path}: {exc.strerror}") from exc
+        return Path(key.path).name, keys.load(data, f"{where} ({key.path})")
+    assert key.pem is not None
+    return f"key {index + 1} of {rule}", keys.load(key.pem, where)
+
+
+def matches(patterns: list[str], image: str) -> bool:
+    """A glob matches the image as written or its normalised repository."""
+    names = [image, image.split("@")[0]]
+    try:
+        ref = references.parse(image)
+        names += [ref.name, f"{ref.name}:{ref.tag}" if ref.tag else ref.name]
+    except references.InvalidReference:
+        pass
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
+
+
+class ImageSignatures(policy.Policy):
+    """Images matched by a rule must be signed by one of the rule's authorities."""
+
+    name = "image-signatures"
+    phase = "validate"
+    Params = Params
+
+    def __init__(self) -> None:
+        self.verifier: verifier.Verifier | None = None
+        self.budget = 1.5
+        self._authorities: dict[str, verifier.Authorities] = {}
+
+    def setup(self, settings_: Any) -> None:
+        registries = getattr(settings_, "registries", None)
+        if not isinstance(registries, settings.Registries):
+            registries = settings.Registries.model_validate(registries or {})
+        own = getattr(settings_, "policies", {}).get(self.name)
+        timeout = getattr(own, "timeout", 2.0)
+        request_deadline = getattr(settings_, "deadline", 4.0)
+        self.budget = max(0.05, min(registries.deadline, timeout - MARGIN,
+                                    request_deadline - MARGIN))
+        self.verifier = verifier.Verifier(registries)
+
+    def check_params(self, params: Params) -> None:
+        for rule in params.rules:
+            loaded = [_load_key(key, rule.name, i) for i, key in enumerate(rule.keys)]
+            identities = [bundles.Identity(k.issuer, k.subject, k.issuerRegExp, k.subjectRegExp)
+                          for k in rule.keyless]
+            self._authorities[rule.name] = verifier.Authorities.build(
+                rule.name, loaded, identities, rule.annotations, rule.checkIdentity)
+
+    def close(self) -> None:
+        if self.verifier is not None:
+            self.verifier.close()
+
+    def _authorities_of(self, rule: Rule) -> verifier.Authorities:
+        found = self._authorities.get(rule.name)
+        if found is None:  # params given without the engine (direct use)
+            self.check_params(Params(rules=[rule]))
+            found = self._authorities[rule.name]
+        return found
+
+    async def validate(self, workload: workloads.Workload, params: Params,
+                       ) -> AsyncIterator[policy.Violation]:
+        if self.verifier is None:
+            self.setup(None)
+        assert self.verifier is not None
+        deadline = time.monotonic() + self.budget
+        checks: dict[tuple[str, str], Any] = {}
+        found: list[tuple[workloads.PodSpecView, workloads.ContainerView, str, Rule | None]] = []
+        for pod, container in workload.containers():
+            if container.kind not in params.containerKinds:
+                continue
+            image = container.image
+            if image is None:
+                continue
+            rule = next((r for r in params.rules if matches(r.images, image)), None)
+            found.append((pod, container, image, rule))
+            if rule is not None and (image, rule.name) not in checks:
+                checks[(image, rule.name)] = self.verifier.check(
+                    image, self._authorities_of(rule), deadline)
+        verdicts = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        for pod, container, image, rule in found:
+            if rule is None:
+                if params.unmatched == "deny":
+                    yield policy.Violation.at_container(
+                        pod, container, f"image {image} matches no image-signatures rule",
+                        "use an image a rule covers, or add a rule for it", "image")
+                continue
+            verdict = verdicts[(image, rule.name)]
+            if verdict.verified:
+                continue
+            if verdict.error:
+                if rule.failure == "allow":
+                    continue
+                yield policy.Violation.at_container(
+                    pod, container,
+                    f"image {image} could not be verified for rule {rule.name!r}: "
+                    f"{verdict.error}",
+                    f"retry when the registry answers; rule {rule.name!r} has failure: deny",
+                    "image")
+                continue
+            yield policy.Violation.at_container(
+                pod, container,
+                f"image {image} ({verdict.digest or 'unresolved'}) is not signed by an "
+                f"authority of rule {rule.name!r}: {verdict.why()}",
+                f"sign {verdict.digest or image} with a key or identity of rule {rule.name!r} "
+                f"(cosign sign), or deploy a signed image", "image")

@@ -1,0 +1,90 @@
+"""Pin image tags to the digest they name now: `repo:tag` -> `repo:tag@sha256:...`.
+
+A tag can move between admission and the kubelet's pull; with the digest in the spec,
+the image that was verified is the image that runs. Deployments and other objects that
+GitOps tools reconcile are left alone by default (the tools would fight the rewrite
+forever); pods and run-to-completion jobs are pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from typing import Any
+
+from pydantic import Field
+
+from webhook import errors, policy, workloads
+from webhook.signatures import references, settings, verifier
+
+DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
+                                  if not spec.template_mutable} - {"Pod"})
+MARGIN = 0.2
+
+
+class Params(policy.Params):
+    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS),
+                             description="kinds whose images are pinned (Kind or group/Kind)")
+    images: list[str] = Field(default_factory=lambda: ["*"],
+                              description="globs of images to pin")
+    containerKinds: list[str] = Field(default_factory=lambda: [
+        workloads.CONTAINER, workloads.INIT, workloads.SIDECAR, workloads.EPHEMERAL])
+
+
+class PinImageDigests(policy.Policy):
+    """Append the current digest to every tagged image of the configured kinds."""
+
+    name = "pin-image-digests"
+    phase = "mutate"
+    Params = Params
+
+    def __init__(self) -> None:
+        self.verifier: verifier.Verifier | None = None
+        self.budget = 1.5
+
+    def setup(self, settings_: Any) -> None:
+        registries = getattr(settings_, "registries", None)
+        if not isinstance(registries, settings.Registries):
+            registries = settings.Registries.model_validate(registries or {})
+        own = getattr(settings_, "policies", {}).get(self.name)
+        timeout = getattr(own, "timeout", 2.0)
+        request_deadline = getattr(settings_, "deadline", 4.0)
+        self.budget = max(0.05, min(registries.deadline, timeout - MARGIN,
+                                    request_deadline - MARGIN))
+        self.verifier = verifier.Verifier(registries)
+
+    def close(self) -> None:
+        if self.verifier is not None:
+            self.verifier.close()
+
+    async def mutate(self, workload: workloads.Workload, params: Params) -> None:
+        if workload.kind not in params.kinds and \
+                f"{workload.group}/{workload.kind}" not in params.kinds:
+            return
+        if self.verifier is None:
+            self.setup(None)
+        assert self.verifier is not None
+        deadline = time.monotonic() + self.budget
+        targets: list[tuple[workloads.ContainerView, references.Reference]] = []
+        for _, container in workload.containers():
+            image = container.image
+            if container.kind not in params.containerKinds or image is None or "@" in image:
+                continue
+            if not any(fnmatch.fnmatchcase(image, p) for p in params.images):
+                continue
+            try:
+                targets.append((container, references.parse(image)))
+            except references.InvalidReference as exc:
+                raise errors.PolicyError(self.name, f"container {container.name!r}: {exc}"
+                                         ) from exc
+        unique = {str(ref): ref for _, ref in targets}
+        results = await asyncio.gather(*(self.verifier.resolve(ref, deadline)
+                                         for ref in unique.values()), return_exceptions=True)
+        digests = dict(zip(unique, results, strict=True))
+        failed = [f"{image}: {result}" for image, result in digests.items()
+                  if isinstance(result, BaseException)]
+        if failed:
+            raise errors.PolicyError(self.name, "cannot resolve " + "; ".join(failed))
+        for container, ref in targets:
+            container.data["image"] = f"{container.image}@{digests[str(ref)]}"

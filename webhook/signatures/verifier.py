@@ -1,0 +1,266 @@
+"""One image against one set of authorities: resolve, fetch signatures, verify, cache.
+
+An image is verified when at least one of its signatures is valid for the authorities:
+a legacy `sha256-<hex>.sig` simple-signing layer, or a sigstore bundle attached as an
+OCI referrer. Results are cached per (digest, authorities); tags are resolved through a
+short cache (tags move); failures go to a short negative cache. Identical lookups in
+flight share one task. Every registry call of a request shares the caller's deadline,
+and a registry that is down or slow becomes a `Verdict` with `error` set, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from webhook.signatures import (
+    bundles,
+    cache,
+    cosign,
+    keys,
+    metrics,
+    references,
+    registry,
+    settings,
+)
+
+
+@dataclass(frozen=True)
+class Authorities:
+    """Who may sign the images of one rule, and what their signatures must say."""
+
+    name: str
+    keys: tuple[tuple[str, keys.PublicKey], ...] = ()
+    identities: tuple[bundles.Identity, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    check_identity: bool = True
+    fingerprint: str = field(default="", compare=False)
+
+    @classmethod
+    def build(cls, name: str, public_keys: Sequence[tuple[str, keys.PublicKey]],
+              identities: Sequence[bundles.Identity], annotations: dict[str, str],
+              check_identity: bool = True) -> Authorities:
+        digest = hashlib.sha256()
+        for _, key in public_keys:
+            digest.update(key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+        digest.update(repr((sorted(map(repr, identities)), sorted(annotations.items()),
+                            check_identity)).encode())
+        return cls(name, tuple(public_keys), tuple(identities), tuple(sorted(annotations.items())),
+                   check_identity, digest.hexdigest()[:16])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What is known about one image: its digest and whether it is validly signed.
+
+    `error` is set when the registry could not say (down, slow, auth): the rule's failure
+    mode decides. `reasons` say why each signature found was not valid.
+    """
+
+    image: str
+    digest: str | None = None
+    verified: bool = False
+    signer: str = ""
+    reasons: tuple[str, ...] = ()
+    error: str = ""
+    source: str = "registry"  # registry | cache
+
+    def why(self) -> str:
+        if self.error:
+            return self.error
+        return "; ".join(self.reasons) or "no valid signature"
+
+
+class NotFound(registry.RegistryError):
+    """The image (tag or digest) is not in the registry."""
+
+
+class Verifier:
+    """Verifies images against authorities through one registry client and its caches."""
+
+    def __init__(self, config: settings.Registries, client: registry.Client | None = None,
+                 ) -> None:
+        self.config = config
+        self.client = client or registry.Client(
+            config, settings.load_credentials(config.credentials))
+        limits = config.cache
+        self.digests: cache.TTLCache[str] = cache.TTLCache(limits.maxEntries, limits.digestTTL)
+        self.verified: cache.TTLCache[Verdict] = cache.TTLCache(limits.maxEntries,
+                                                                limits.verifiedTTL)
+        self.negative: cache.TTLCache[Any] = cache.TTLCache(limits.maxEntries,
+                                                            limits.negativeTTL)
+        self.coalescer = cache.Coalescer()
+        if config.trustedRoot:
+            bundles.trusted_root(config.trustedRoot)  # a bad file is a config error, now
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- tag -> digest -----------------------------------------------------------
+    async def resolve(self, ref: references.Reference, deadline: float) -> str:
+        """The digest the ref names now (GET the manifest, hash its bytes)."""
+        if ref.digest:
+            return ref.digest
+        key = str(ref)
+        found = self.digests.get(key)
+        if found is not cache.MISSING:
+            metrics.CACHE.labels("digest", "hit").inc()
+            return str(found)
+        failure = self.negative.get(("digest", key))
+        if failure is not cache.MISSING:
+            metrics.CACHE.labels("negative", "hit").inc()
+            raise registry.RegistryError(str(failure))
+        metrics.CACHE.labels("digest", "miss").inc()
+
+        async def fetch() -> str:
+            try:
+                manifest = await self.client.manifest(ref, deadline=deadline)
+                if manifest is None:
+                    raise NotFound(f"image {ref} does not exist in registry {ref.registry}")
+            except registry.RegistryError as exc:
+                self.negative.put(("digest", key), str(exc))
+                raise
+            self.digests.put(key, manifest.digest)
+            return manifest.digest
+
+        return await self._coalesced(("resolve", key), fetch, deadline, ref)
+
+    async def _coalesced(self, key: Any, work: Any, deadline: float,
+                         ref: references.Reference) -> Any:
+        joined = self.coalescer.joined
+        try:
+            return await self.coalescer.run(key, work, max(deadline - time.monotonic(), 0.0))
+        except TimeoutError as exc:
+            raise registry.DeadlineExceeded(
+                f"registry {ref.registry} did not answer before the deadline") from exc
+        finally:
+            if self.coalescer.joined > joined:
+                metrics.COALESCED.inc()
+
+    # -- verification ------------------------------------------------------------
+    async def check(self, image: str, authorities: Authorities, deadline: float) -> Verdict:
+        """The verdict on `image` for `authorities`, within `deadline` (monotonic)."""
+        try:
+            ref = references.parse(image)
+        except references.InvalidReference as exc:
+            return self._count(Verdict(image, reasons=(str(exc),)))
+        try:
+            digest = await self.resolve(ref, deadline)
+        except NotFound as exc:
+            return self._count(Verdict(image, reasons=(str(exc),)))
+        except registry.RegistryError as exc:
+            return self._count(Verdict(image, error=str(exc)))
+        pinned = ref.with_digest(digest)
+        key = (digest, pinned.name, pinned.tag if authorities.check_identity else None,
+               authorities.fingerprint)
+        for store, label in ((self.verified, "verified"), (self.negative, "negative")):
+            hit = store.get(key)
+            if hit is not cache.MISSING:
+                metrics.CACHE.labels(label, "hit").inc()
+                assert isinstance(hit, Verdict)
+                return self._count(Verdict(image, hit.digest, hit.verified, hit.signer,
+                                           hit.reasons, hit.error, "cache"))
+        metrics.CACHE.labels("verified", "miss").inc()
+
+        async def work() -> Verdict:
+            verdict = await self._verify(pinned, authorities, deadline)
+            (self.verified if verdict.verified else self.negative).put(key, verdict)
+            return verdict
+
+        try:
+            verdict = await self._coalesced(("verify", key), work, deadline, ref)
+        except registry.RegistryError as exc:
+            return self._count(Verdict(image, digest, error=str(exc)))
+        return self._count(Verdict(image, digest, verdict.verified, verdict.signer,
+                                   verdict.reasons, verdict.error))
+
+    @staticmethod
+    def _count(verdict: Verdict) -> Verdict:
+        result = "error" if verdict.error else ("verified" if verdict.verified else "rejected")
+        metrics.VERIFICATIONS.labels(result, verdict.source).inc()
+        return verdict
+
+    async def _legacy(self, ref: references.Reference, deadline: float,
+                      ) -> list[cosign.Signature]:
+        assert ref.digest is not None
+        tag = references.signature_tag(ref.digest, ".sig")
+        manifest = await self.client.manifest(ref, tag, deadline)
+        if manifest is None:
+            return []
+        layers = [(i, d) for i, d in enumerate(manifest.descriptors())
+                  if d.get("mediaType") == cosign.SIMPLESIGNING
+                  and isinstance(d.get("digest"), str)]
+        payloads = await asyncio.gather(*(self.client.blob(ref, d["digest"], deadline)
+                                          for _, d in layers))
+        signatures = []
+        for (index, layer), payload in zip(layers, payloads, strict=True):
+            annotations = layer.get("annotations") if isinstance(layer.get("annotations"),
+                                                                 dict) else {}
+            signatures.append(cosign.Signature(
+                payload, str(annotations.get(cosign.SIGNATURE_ANNOTATION, "")),
+                {str(k): str(v) for k, v in annotations.items()}, f"{tag} layer {index}"))
+        return signatures
+
+    async def _bundles(self, ref: references.Reference, deadline: float,
+                       ) -> list[tuple[str, bytes]]:
+        assert ref.digest is not None
+        found = await self.client.referrers(ref, ref.digest, bundles.BUNDLE_V03, deadline)
+        manifests = await asyncio.gather(*(self.client.manifest(ref, str(d.get("digest")),
+                                                                deadline) for d in found))
+        wanted = [(m.digest, layer) for m in manifests if m is not None
+                  for layer in m.descriptors()
+                  if str(layer.get("mediaType", "")).startswith(bundles.BUNDLE_PREFIX)]
+        blobs = await asyncio.gather(*(self.client.blob(ref, str(layer.get("digest")), deadline)
+                                       for _, layer in wanted))
+        return [(f"bundle referrer {digest[:19]}", blob)
+                for (digest, _), blob in zip(wanted, blobs, strict=True)]
+
+    async def _verify(self, ref: references.Reference, authorities: Authorities,
+                      deadline: float) -> Verdict:
+        assert ref.digest is not None
+        legacy, attached = await asyncio.gather(self._legacy(ref, deadline),
+                                                self._bundles(ref, deadline),
+                                                return_exceptions=True)
+        reasons: list[str] = []
+        errors: list[str] = []
+        if isinstance(legacy, BaseException):
+            if not isinstance(legacy, registry.RegistryError):
+                raise legacy
+            errors.append(f"legacy signatures: {legacy}")
+            legacy = []
+        if isinstance(attached, BaseException):
+            if not isinstance(attached, registry.RegistryError):
+                raise attached
+            errors.append(f"bundles: {attached}")
+            attached = []
+        identity = ref if authorities.check_identity else None
+        for signature in legacy:
+            result = cosign.verify(signature, ref.digest, authorities.keys,
+                                   dict(authorities.annotations), identity)
+            if result.valid:
+                return Verdict(str(ref), ref.digest, True, result.signer)
+            reasons.append(f"{signature.where}: {result.reason}")
+        for where, blob in attached:
+            if authorities.annotations:
+                reasons.append(f"{where}: the rule requires annotations, which only legacy "
+                               f"signatures carry")
+                continue
+            result = await asyncio.to_thread(
+                bundles.verify, blob, ref.digest, authorities.keys, authorities.identities,
+                self.config.trustedRoot)
+            if result.valid:
+                return Verdict(str(ref), ref.digest, True, result.signer)
+            reasons.append(f"{where}: {result.reason}")
+        if errors and not reasons:
+            return Verdict(str(ref), ref.digest, error="; ".join(errors))
+        if not reasons:
+            reasons.append(f"no signatures: neither a {references.signature_tag(ref.digest)}"
+                           f".sig tag nor sigstore bundle referrers")
+        return Verdict(str(ref), ref.digest, reasons=tuple(reasons + errors))

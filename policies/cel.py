@@ -1,0 +1,191 @@
+"""User rules written in CEL in the configuration, as Kubernetes ValidatingAdmissionPolicy.
+
+Platform teams have rules no built-in policy knows ("training jobs in `research-*` carry a
+`cost-center` label", "no container mounts the docker socket"). Writing them in CEL keeps
+them in the config file, in the language of ValidatingAdmissionPolicy, instead of in Python.
+
+Each rule is an expression that must be `true` for the object to pass, evaluated at one
+scope over these variables:
+
+- every scope: `object`, `oldObject` (null on CREATE), `request` (the admission request:
+  `request.operation`, `request.userInfo.username`, `request.namespace`, ...);
+- `scope: pod`: once per pod spec, plus `podSpec` (the pod-level fields) and `pod`
+  (`pointer`, `role`, `replicas`, `labels`, `annotations` of that pod template);
+- `scope: container`: once per container of every pod spec, plus `container` (the
+  container dict) and `containerType` (`container`, `init`, `sidecar` or `ephemeral`).
+
+A rule's `message` (or `messageExpression`, a CEL string over the same variables) says what
+is wrong; violations point at the pod spec or container they were found in. Expressions are
+compiled when the configuration loads: a syntax error is a configuration error naming the
+rule and the line and column. An expression that fails at run time (a missing field without
+`has()`, a type mismatch) follows the rule's `failurePolicy`: `Fail` (the default) reports it
+as a violation, `Ignore` skips the rule for that object.
+
+Modes: the engine applies one mode per policy, so a rule's `mode` may only be the mode the
+policy runs in (or `off`, which turns the rule off); any other mode is a configuration error
+that says so. Rules of another mode are split into a second instance of this policy: a
+two-line module in `policyPaths`, `class CelWarn(Cel): name = "cel-warn"`, configured with
+`mode: warn` (examples/policies/cel_warn.py does this). The engine then keeps applying its
+own mode semantics (UPDATE pre-existing violations, audit journal) to every rule, which a
+per-rule override inside one policy would bypass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import cel as cel_lib
+from pydantic import Field
+
+from webhook import policy, workloads
+
+_POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
+
+
+class Rule(policy.Params):
+    name: str = Field(description="Unique rule name, shown in every violation.")
+    expression: str = Field(description="CEL expression that is true when the object passes.")
+    message: str = Field("", description="What is wrong, for the person at kubectl apply.")
+    messageExpression: str = Field(
+        "", description="CEL string expression for the message; wins over `message`.")
+    fix: str = Field("", description="How to fix it, appended to the message.")
+    scope: Literal["object", "pod", "container"] = Field(
+        "object", description="Evaluate once per object, per pod spec or per container.")
+    mode: Literal["enforce", "warn", "audit", "off"] | None = Field(
+        None, description="Unset: the policy's mode; off disables the rule. Other modes "
+                          "must equal the policy's (split rules of another mode, see above).")
+    failurePolicy: Literal["Fail", "Ignore"] = Field(
+        "Fail", description="When the expression errors at run time: Fail reports a "
+                            "violation, Ignore skips the rule.")
+
+
+class Params(policy.Params):
+    rules: list[Rule] = Field(default_factory=list, description="The CEL rules, in order.")
+
+
+CelParams = Params  # the class body below rebinds `Params`
+
+
+def compile_expression(rule: Rule, index: int, field: str, source: str) -> Any:
+    """Compile one expression; a ValueError names the rule, the field and the position."""
+    try:
+        return cel_lib.compile(source)
+    except Exception as exc:  # the binding raises ValueError; be sure of the wording
+        text = str(exc)
+        match = _POSITION.search(text)
+        where = (f"line {match.group(1)}, column {match.group(2)}: {match.group(3).strip()}"
+                 if match else text.splitlines()[0] if text else type(exc).__name__)
+        raise ValueError(f"rules[{index}] {rule.name!r}: {field} does not compile at "
+                         f"{where}") from exc
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return (f"no such field {exc.args[0]!r} (guard optional fields with has(), "
+                f"e.g. has(object.spec.x) && ...)")
+    text = str(exc).split(". ")[0]
+    return f"{type(exc).__name__}: {text}"
+
+
+class Cel(policy.Policy):
+    """User-defined validation rules in CEL, at object, pod-spec or container scope."""
+
+    name = "cel"
+    phase = "validate"
+    Params = Params
+
+    def __init__(self) -> None:
+        self._programs: dict[str, tuple[Any, Any | None]] = {}
+        self._mode: str | None = None
+
+    def setup(self, settings: Any) -> None:
+        configured = getattr(settings, "policies", {}).get(self.name)
+        mode = getattr(configured, "mode", None)
+        self._mode = mode or self.default_mode
+
+    def check_params(self, params: CelParams) -> None:
+        seen: set[str] = set()
+        for index, rule in enumerate(params.rules):
+            if not rule.name.strip():
+                raise ValueError(f"rules[{index}]: name must not be empty")
+            if rule.name in seen:
+                raise ValueError(f"rules[{index}]: two rules are named {rule.name!r}")
+            seen.add(rule.name)
+            if rule.mode not in (None, "off") and self._mode and rule.mode != self._mode:
+                raise ValueError(
+                    f"rules[{index}] {rule.name!r}: mode {rule.mode} differs from the policy's "
+                    f"mode {self._mode}; mlgate applies one mode per policy: move the rule to "
+                    f"a second instance (a module in policyPaths with `class CelWarn(Cel): "
+                    f"name = \"cel-warn\"`) configured with mode: {rule.mode}")
+            self._programs[rule.name] = self._compile(rule, index)
+
+    def _compile(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
+        program = compile_expression(rule, index, "expression", rule.expression)
+        message = (compile_expression(rule, index, "messageExpression", rule.messageExpression)
+                   if rule.messageExpression else None)
+        return program, message
+
+    def _program(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
+        if rule.name not in self._programs:
+            self._programs[rule.name] = self._compile(rule, index)
+        return self._programs[rule.name]
+
+    def validate(self, workload: workloads.Workload,
+                 params: CelParams) -> Iterator[policy.Violation]:
+        base = {"object": workload.obj, "oldObject": workload.context.old_object,
+                "request": workload.context.request or {}}
+        for index, rule in enumerate(params.rules):
+            if rule.mode == "off":
+                continue
+            program, message = self._program(rule, index)
+            if rule.scope == "object":
+                yield from self._run(rule, program, message, dict(base), None, None)
+                continue
+            for pod in workload.pods:
+                pod_vars = dict(base, podSpec=pod.spec, pod={
+                    "pointer": pod.pointer, "role": pod.role, "replicas": pod.replicas,
+                    "labels": pod.labels, "annotations": pod.annotations})
+                if rule.scope == "pod":
+                    yield from self._run(rule, program, message, pod_vars, pod, None)
+                    continue
+                for container in pod.containers:
+                    variables = dict(pod_vars, container=container.data,
+                                     containerType=container.kind)
+                    yield from self._run(rule, program, message, variables, pod, container)
+
+    def _run(self, rule: Rule, program: Any, message: Any | None, variables: dict[str, Any],
+             pod: workloads.PodSpecView | None,
+             container: workloads.ContainerView | None) -> Iterator[policy.Violation]:
+        try:
+            result = program.execute(variables)
+            if not isinstance(result, bool):
+                raise TypeError(f"the expression returned {type(result).__name__}, not a bool")
+        except Exception as exc:  # any evaluation error of user CEL follows failurePolicy
+            if rule.failurePolicy == "Ignore":
+                return
+            what = f"rule {rule.name!r} could not be evaluated: {_describe_error(exc)}"
+            yield self._violation(what, "fix the expression, or set failurePolicy: Ignore",
+                                  pod, container)
+            return
+        if result:
+            return
+        text = rule.message or f"failed expression: {rule.expression}"
+        if message is not None:
+            try:
+                rendered = message.execute(variables)
+                if isinstance(rendered, str) and rendered.strip():
+                    text = rendered
+            except Exception:  # a broken message must not hide the violation
+                pass
+        yield self._violation(f"rule {rule.name!r}: {text}", rule.fix, pod, container)
+
+    @staticmethod
+    def _violation(what: str, fix: str, pod: workloads.PodSpecView | None,
+                   container: workloads.ContainerView | None) -> policy.Violation:
+        if pod is not None and container is not None:
+            return policy.Violation.at_container(pod, container, what, fix)
+        if pod is not None:
+            return policy.Violation.at_pod(pod, what, fix)
+        return policy.Violation(what=what, fix=fix)

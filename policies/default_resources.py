@@ -46,6 +46,7 @@ class DefaultResources(policy.Policy):
     name = "default-resources"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         for label, defaults in (("default", params.default), ("accelerator", params.accelerator)):

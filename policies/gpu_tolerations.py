@@ -30,6 +30,7 @@ class GpuTolerations(policy.Policy):
     name = "gpu-tolerations"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def mutate(self, workload: workloads.Workload, params: Params) -> None:
         for pod in workload.pods:

@@ -33,6 +33,7 @@ class RequireLimits(policy.Policy):
     name = "require-limits"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def validate(self, workload: workloads.Workload, params: Params) -> Iterator[policy.Violation]:
         for pod, container in workload.containers():

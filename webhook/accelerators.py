@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
-
 from webhook import workloads
 
 # Resource names device plugins register (globs): NVIDIA (whole GPUs and MIG slices),
@@ -20,7 +18,7 @@ DEFAULT_ACCELERATORS: list[str] = [
 
 
 def is_accelerator(resource: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(resource, p) for p in patterns)
+    return workloads.glob_matcher(tuple(patterns))(resource)
 
 
 def container_accelerators(container: workloads.ContainerView, patterns: list[str]) -> list[str]:

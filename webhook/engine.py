@@ -11,7 +11,6 @@ for a request: whatever happens is in the `Decision`.
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 import json
 import logging
@@ -282,6 +281,12 @@ class Engine:
         try:
             if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
                 return await asyncio.wait_for(_collect(method(workload, active.params)), timeout)
+            if not active.policy.blocking:
+                started = time.perf_counter()
+                result = _materialise(method(workload, active.params))
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError
+                return await _collect(result)
             result = await asyncio.wait_for(
                 asyncio.to_thread(lambda: _materialise(method(workload, active.params))), timeout)
             return await asyncio.wait_for(_collect(result), timeout)
@@ -308,12 +313,13 @@ class Engine:
                       decision: Decision, deadline: float) -> None:
         original = request.object
         assert original is not None
-        working = copy.deepcopy(original)
+        # JSON text is the cheapest exact copy and change detector of a JSON document.
+        before = json.dumps(original)
+        working = json.loads(before)
         workload = workloads.view(working, request.group, request.kind, context)
         for active in self.mutating:
             if not self._matches(active, request, workload):
                 continue
-            before = json.dumps(working, sort_keys=True)
             target = working if active.mode == "enforce" else json.loads(before)
             target_view = (workload if target is working else
                            workloads.view(target, request.group, request.kind, context))
@@ -325,12 +331,13 @@ class Engine:
                     working = json.loads(before)
                     workload = workloads.view(working, request.group, request.kind, context)
                 continue
-            after = json.dumps(target, sort_keys=True)
+            after = json.dumps(target)
             if after == before:
                 continue
             if target is working:
                 decision.mutated_by.append(active.name)
                 workload = workloads.view(working, request.group, request.kind, context)
+                before = after
             else:
                 changes = patches.diff(json.loads(before), target)
                 paths = ", ".join(op["path"] for op in changes[:5])
@@ -338,7 +345,8 @@ class Engine:
                 message = format_violation(active.name, workload, Violation(
                     what=what, fix=f"mode {active.mode}: nothing was changed"))
                 decision.findings.append(Finding(active.name, active.mode, message))
-        decision.patch = patches.diff(original, working)
+        if decision.mutated_by:
+            decision.patch = patches.diff(original, working)
 
     async def _violations(self, active: ActivePolicy, workload: workloads.Workload,
                           deadline: float) -> list[Finding]:

@@ -58,6 +58,11 @@ class Policy:
     phase: ClassVar[Phase] = "validate"
     Params: ClassVar[type[BaseModel]] = Params
     default_mode: ClassVar[str] = "enforce"
+    # True: a sync method may block (I/O, heavy work), so the engine runs it in a worker
+    # thread where its timeout can abandon it. False: pure computation on the object that
+    # finishes in microseconds; it runs on the event loop, saving the thread hop, and its
+    # timeout is checked when it returns. Async methods always run on the loop.
+    blocking: ClassVar[bool] = True
 
     def mutate(self, workload: workloads.Workload, params: Any) -> Any:
         """Edit `workload` in place. May be `async def`."""

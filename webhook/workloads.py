@@ -12,6 +12,8 @@ The webhook rules of the Helm chart and the cluster scan are generated from this
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,13 @@ EPHEMERAL = "ephemeral"
 def escape(token: str) -> str:
     """Escape one JSON pointer token (RFC 6901): `nvidia.com/gpu` -> `nvidia.com~1gpu`."""
     return token.replace("~", "~0").replace("/", "~1")
+
+
+@functools.lru_cache(maxsize=256)
+def glob_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """One compiled regular expression for a set of shell globs (case-sensitive)."""
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+    return lambda name: regex.match(name) is not None
 
 
 def pointer(*tokens: str | int) -> str:
@@ -111,10 +120,10 @@ class PodSpecView:
     # -- reading ---------------------------------------------------------------
     def resources_matching(self, patterns: list[str]) -> list[str]:
         """Resource names (sorted) requested or limited by any container that match a glob."""
+        matches = glob_matcher(tuple(patterns))
         found: set[str] = set()
         for container in self.containers:
-            found.update(name for name in container.resource_names()
-                         if any(fnmatch.fnmatchcase(name, p) for p in patterns))
+            found.update(name for name in container.resource_names() if matches(name))
         return sorted(found)
 
     def requests(self, pattern: str) -> bool:

@@ -426,3 +426,25 @@ def test_unknown_enabled_policy_is_an_error() -> None:
 def test_check_params_rejects_nonsense() -> None:
     with pytest.raises(config.errors.ConfigError, match="not a Kubernetes quantity"):
         build({"default-resources": {"params": {"default": {"requests": {"cpu": "lots"}}}}})
+
+
+class InlineSlow(policy.Policy):
+    """Declares itself non-blocking, then overruns its timeout."""
+
+    name = "test-inline-slow"
+    phase = "validate"
+    blocking = False
+
+    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+        time.sleep(0.2)
+        return []
+
+
+def test_a_non_blocking_policy_that_overruns_follows_its_failure_mode() -> None:
+    catalogue = plugins.discover()
+    catalogue.add(InlineSlow, "tests")
+    cfg = config.from_mapping({"policies": {"test-inline-slow": {"timeout": "50ms"},
+                                            "require-limits": {"mode": "off"}}}, environ={})
+    eng = engine.Engine.build(cfg, catalogue)
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and "timed out" in decision.message

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from webhook import admission, engine, tls
+from webhook.audit import routes as audit_routes
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
@@ -41,7 +42,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
-               watch_interval: float = 1.0) -> FastAPI:
+               watch_interval: float = 1.0, data_dir: str | None = None) -> FastAPI:
     """The app. `app.state.observers` get every decision (journal, metrics, logs)."""
 
     @contextlib.asynccontextmanager
@@ -115,4 +116,5 @@ def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None
         return _json({"status": "ready", "policies": [p.name for p in runtime.engine.active]})
 
     app.state.require_tls = False
+    audit_routes.install(app, data_dir)  # /metrics, /audit/*, journal, scan
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from webhook import certs, config, engine, errors, plugins
+from webhook import certs, config, engine, errors, logs, plugins
+from webhook.audit import client as audit_client
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -29,15 +30,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook import server
     from webhook.runtime import Runtime
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.log_level)
     try:
         runtime = Runtime(args.config)
     except errors.ConfigError as exc:
         return _fail(f"cannot start: {exc}")
     cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
     uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
-                      log_level=args.log_level)
+                      log_level=args.log_level, data_dir=args.data_dir)
     server.serve(uv, args.workers)
     return EXIT_OK
 
@@ -187,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-ca", default=None,
                        help="require client certificates signed by this CA (mTLS)")
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--data-dir", default=os.environ.get("MLGATE_DATA_DIR", ".mlgate"),
+                       help="where the SQLite decision journal lives (default ./.mlgate/)")
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
@@ -215,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", default=None)
     listing.add_argument("--output", "-o", choices=["text", "json"], default="text")
     listing.set_defaults(func=cmd_policies_list)
+
+    audit = sub.add_parser("audit", help="what the server decided, and the cluster scan")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_report = audit_sub.add_parser("report", help="read /audit/report and print it")
+    audit_client.add_arguments(audit_report)
+    audit_report.set_defaults(func=audit_client.run)
     return root
 
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from webhook import errors
+from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
 
 ENV_PREFIX = "MLGATE_"
@@ -162,8 +163,8 @@ class Config(Model):
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
-    journal: dict[str, Any] = {}
-    audit: dict[str, Any] = {}
+    journal: audit_settings.JournalSettings = Field(default_factory=audit_settings.JournalSettings)
+    audit: audit_settings.AuditSettings = Field(default_factory=audit_settings.AuditSettings)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

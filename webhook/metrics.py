@@ -1,7 +1,79 @@
-"""Prometheus metrics. Every subsystem registers its metrics on `REGISTRY`."""
+"""Prometheus metrics. Every subsystem registers its metrics on `REGISTRY`.
+
+The admission metrics are filled from each `Decision` by `observe()` (an app observer);
+journal, certificate and reload metrics by the audit routes. With `serve --workers N`
+each worker process has its own registry: scrape them through one worker at a time or
+run one worker per pod (the chart's default).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+# 0.5 ms .. 10 s: admission is a few ms; a slow registry or policy shows in the tail.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "mlgate_admission_requests", "Admission requests answered, by endpoint, operation, kind "
+    "and decision (allowed, denied, mutated, warned, skipped).",
+    ["endpoint", "operation", "kind", "decision"], registry=REGISTRY)
+DURATION = Histogram(
+    "mlgate_admission_duration_seconds", "Time to evaluate one admission request.",
+    ["endpoint"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+POLICY_EVALUATIONS = Counter(
+    "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, mutated, "
+    "error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)
+POLICY_ERRORS = Counter(
+    "mlgate_policy_errors", "Policies that raised or timed out, by policy.", ["policy"],
+    registry=REGISTRY)
+JOURNAL_QUEUE_DEPTH = Gauge(
+    "mlgate_journal_queue_depth", "Decisions waiting to be written to the journal.",
+    registry=REGISTRY)
+JOURNAL_DROPS = Counter(
+    "mlgate_journal_dropped", "Decisions not journaled because the queue was full.",
+    registry=REGISTRY)
+CERT_EXPIRY = Gauge(
+    "mlgate_certificate_expiry_timestamp_seconds", "notAfter of the serving certificate "
+    "(UNIX seconds).", registry=REGISTRY)
+CONFIG_RELOADS = Counter(
+    "mlgate_config_reloads", "Configuration reloads by result (success, failure).", ["result"],
+    registry=REGISTRY)
+CONFIG_LAST_RELOAD_OK = Gauge(
+    "mlgate_config_last_reload_successful", "1 if the last configuration reload was applied.",
+    registry=REGISTRY)
+SCAN_OBJECTS = Gauge(
+    "mlgate_scan_objects", "Objects seen by the last cluster scan, by result (pass, fail).",
+    ["result"], registry=REGISTRY)
+
+
+def _policy_result(policy: str, decision: Any) -> str:
+    if policy in decision.mutated_by:
+        return "mutated"
+    found = [f for f in decision.findings if f.policy == policy]
+    if any(f.error for f in found):
+        return "error"
+    return "fail" if found else "pass"
+
+
+def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
+    """Count one decision. `evaluated`: (policy, mode) of the policies that ran."""
+    verdict = "skipped" if decision.skipped else decision.verdict
+    REQUESTS.labels(decision.phase, decision.operation or "-", decision.kind or "-",
+                    verdict).inc()
+    DURATION.labels(decision.phase).observe(decision.duration)
+    for policy, mode in evaluated:
+        POLICY_EVALUATIONS.labels(policy, _policy_result(policy, decision), mode).inc()
+    for finding in decision.findings:
+        if finding.error:
+            POLICY_ERRORS.labels(finding.policy).inc()
+
+
+def reload_result(ok: bool, _error: str) -> None:
+    """A `runtime.listeners` callable."""
+    CONFIG_RELOADS.labels("success" if ok else "failure").inc()
+    CONFIG_LAST_RELOAD_OK.set(1 if ok else 0)

@@ -31,13 +31,15 @@ def resolve_tls_files(cert: str | None, key: str | None, certs_dir: str | Path =
 
 
 def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
-          client_ca: str | None = None, log_level: str = "info") -> uvicorn.Server:
+          client_ca: str | None = None, log_level: str = "info",
+          data_dir: str | None = None) -> uvicorn.Server:
     context = tls.ReloadingContext(cert, key, client_ca)
-    application = app_module.create_app(runtime, context)
+    application = app_module.create_app(runtime, context, data_dir=data_dir)
     application.state.require_tls = True
     config = uvicorn.Config(
         application, host=host, port=port, log_level=log_level, access_log=False,
         lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+        log_config=None,  # keep the process's logging (JSON lines, webhook.logs)
         # our context, so that certificate reloads reach every new handshake
         ssl_context_factory=lambda _config, _default: context.context)
     return uvicorn.Server(config)

@@ -45,21 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         cert = key = manager.pem_file
     else:
-        manager = None
-    if args.self_signed:
-        from webhook import selfsigned
-
-        try:
-            manager = selfsigned.from_args(args)
-        except ValueError as exc:
-            return _fail(str(exc))
-        cert = key = manager.pem_file
-    else:
         cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
     uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
                       log_level=args.log_level, data_dir=args.data_dir)
-    if manager is not None:
-        manager.attach(uv.config.app, args.renew_check_interval)
     if manager is not None:
         manager.attach(uv.config.app, args.renew_check_interval)
     server.serve(uv, args.workers)
@@ -188,28 +176,6 @@ def cmd_certs_inject_ca(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_certs_inject_ca(args: argparse.Namespace) -> int:
-    if not (args.mutating or args.validating):
-        return _fail("certs inject-ca: name at least one --mutating or --validating "
-                     "webhook configuration")
-    try:
-        ca_pem = Path(args.ca_file).read_bytes()
-    except OSError as exc:
-        return _fail(f"certs inject-ca: cannot read --ca-file {args.ca_file}: {exc.strerror}")
-    try:
-        changed = certs.inject_ca(certs.api_client(args.kubeconfig), ca_pem, args.mutating,
-                                  args.validating, merge=args.keep_existing)
-    except certs.InjectionError as exc:
-        return _fail(f"certs inject-ca: {exc}")
-    for name in args.mutating:
-        state = "patched" if f"{certs.MUTATING}/{name}" in changed else "already current"
-        print(f"{certs.MUTATING} {name}: {state}")
-    for name in args.validating:
-        state = "patched" if f"{certs.VALIDATING}/{name}" in changed else "already current"
-        print(f"{certs.VALIDATING} {name}: {state}")
-    return EXIT_OK
-
-
 # -- policies ------------------------------------------------------------------------
 def cmd_policies_list(args: argparse.Namespace) -> int:
     try:
@@ -271,9 +237,6 @@ def parser() -> argparse.ArgumentParser:
     from webhook import selfsigned
 
     selfsigned.add_arguments(serve)
-    from webhook import selfsigned
-
-    selfsigned.add_arguments(serve)
 
     check = sub.add_parser("check", help="run the policies on manifests, offline")
     check.add_argument("-f", "--file", action="append", required=True,
@@ -292,18 +255,6 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="certs")
     generate.add_argument("--days", type=int, default=365)
     generate.set_defaults(func=cmd_certs_generate)
-    inject = certs_sub.add_parser("inject-ca", help="write a CA into the caBundle of webhook "
-                                  "configurations through the API")
-    inject.add_argument("--ca-file", required=True, help="PEM CA certificate (e.g. ca.crt)")
-    inject.add_argument("--mutating", action="append", default=[], metavar="NAME",
-                        help="a MutatingWebhookConfiguration (repeatable)")
-    inject.add_argument("--validating", action="append", default=[], metavar="NAME",
-                        help="a ValidatingWebhookConfiguration (repeatable)")
-    inject.add_argument("--keep-existing", action="store_true",
-                        help="add the CA, keeping the unexpired CAs already in the bundle")
-    inject.add_argument("--kubeconfig", default=None,
-                        help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
-    inject.set_defaults(func=cmd_certs_inject_ca)
     inject = certs_sub.add_parser("inject-ca", help="write a CA into the caBundle of webhook "
                                   "configurations through the API")
     inject.add_argument("--ca-file", required=True, help="PEM CA certificate (e.g. ca.crt)")

@@ -86,6 +86,14 @@ class Coalescer:
         result = await asyncio.wait_for(asyncio.shield(task), timeout)
         return result  # type: ignore[return-value]
 
+    async def settle(self, cancel: bool = False) -> None:
+        """Await (or cancel) the tasks of the running loop: shutdown, tests."""
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in self._running.values() if t.get_loop() is loop]
+        for task in tasks if cancel else ():
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _forget(self, key: Hashable, task: asyncio.Task[object]) -> None:
         if self._running.get(key) is task:
             del self._running[key]

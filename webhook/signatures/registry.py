@@ -145,6 +145,12 @@ class Client:
             self._clients[loop] = client
         return client
 
+    async def aclose(self) -> None:
+        """Close the pool of the running loop (tests, shutdown hooks)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
     def close(self) -> None:
         """Close the pools of loops that still run (a replaced config's client)."""
         for loop, client in list(self._clients.items()):

@@ -103,6 +103,10 @@ class Verifier:
     def close(self) -> None:
         self.client.close()
 
+    async def aclose(self) -> None:
+        await self.coalescer.settle(cancel=True)
+        await self.client.aclose()
+
     # -- tag -> digest -----------------------------------------------------------
     async def resolve(self, ref: references.Reference, deadline: float) -> str:
         """The digest the ref names now (GET the manifest, hash its bytes)."""
@@ -139,7 +143,7 @@ class Verifier:
             return await self.coalescer.run(key, work, max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
             raise registry.DeadlineExceeded(
-                f"registry {ref.registry} did not answer before the deadline") from exc
+                f"registry {ref.registry} did not answer within the deadline") from exc
         finally:
             if self.coalescer.joined > joined:
                 metrics.COALESCED.inc()

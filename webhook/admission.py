@@ -10,10 +10,11 @@ keys that are valid qualified names.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from webhook import errors
 
@@ -87,7 +88,7 @@ def parse(body: bytes, content_type: str | None = None,
     if len(body) > max_bytes:
         raise BadReview(f"request body is {len(body)} bytes, over the limit of {max_bytes}", 413)
     try:
-        review = json.loads(body)
+        review = orjson.loads(body)
     except (ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadReview(f"body is not valid JSON: {reason}") from exc
@@ -190,8 +191,7 @@ def respond(
         response["status"] = {"code": 200, "message": message}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(patch, separators=(",", ":")).encode()).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
     if warnings:
         capped = cap_warnings(warnings)
         if capped:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -22,8 +22,7 @@ DecisionObserver = Callable[[engine.Decision], None]
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=status,
-                    media_type="application/json")
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _problem(reason: str, status: int) -> Response:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from webhook import admission, config, errors, patches, plugins, workloads
@@ -314,13 +314,13 @@ class Engine:
         original = request.object
         assert original is not None
         # JSON text is the cheapest exact copy and change detector of a JSON document.
-        before = json.dumps(original)
-        working = json.loads(before)
+        before = orjson.dumps(original)
+        working = orjson.loads(before)
         workload = workloads.view(working, request.group, request.kind, context)
         for active in self.mutating:
             if not self._matches(active, request, workload):
                 continue
-            target = working if active.mode == "enforce" else json.loads(before)
+            target = working if active.mode == "enforce" else orjson.loads(before)
             target_view = (workload if target is working else
                            workloads.view(target, request.group, request.kind, context))
             try:
@@ -328,10 +328,10 @@ class Engine:
             except errors.PolicyError as exc:
                 decision.findings.append(self._failure(active, workload, exc))
                 if target is working:  # a half-done mutation must not leak into the patch
-                    working = json.loads(before)
+                    working = orjson.loads(before)
                     workload = workloads.view(working, request.group, request.kind, context)
                 continue
-            after = json.dumps(target)
+            after = orjson.dumps(target)
             if after == before:
                 continue
             if target is working:
@@ -339,7 +339,7 @@ class Engine:
                 workload = workloads.view(working, request.group, request.kind, context)
                 before = after
             else:
-                changes = patches.diff(json.loads(before), target)
+                changes = patches.diff(orjson.loads(before), target)
                 paths = ", ".join(op["path"] for op in changes[:5])
                 what = f"would change {paths}" + (" ..." if len(changes) > 5 else "")
                 message = format_violation(active.name, workload, Violation(

@@ -25,7 +25,7 @@ Modes: the engine applies one mode per policy, so a rule's `mode` may only be th
 policy runs in (or `off`, which turns the rule off); any other mode is a configuration error
 that says so. Rules of another mode are split into a second instance of this policy: a
 two-line module in `policyPaths`, `class CelWarn(Cel): name = "cel-warn"`, configured with
-`mode: warn` (examples/policies/cel_warn.py does this). The engine then keeps applying its
+`mode: warn` (examples/policy-modules/cel_warn.py does this). The engine then keeps applying its
 own mode semantics (UPDATE pre-existing violations, audit journal) to every rule, which a
 per-rule override inside one policy would bypass.
 """

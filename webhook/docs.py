@@ -81,8 +81,9 @@ def param_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
         rows.append(f"| `{prefix}{key}` | {_cell(type_name(field.annotation))} | "
                     f"{_cell(_default(field))} | {_cell(field.description or '')} |")
         for nested in _models(field.annotation):
-            is_list = typing.get_origin(field.annotation) is list
-            rows.extend(param_rows(nested, f"{prefix}{key}{'[]' if is_list else ''}."))
+            origin = typing.get_origin(field.annotation)
+            marker = "[]" if origin is list else ".<key>" if origin is dict else ""
+            rows.extend(param_rows(nested, f"{prefix}{key}{marker}."))
     return rows
 
 

@@ -38,6 +38,10 @@ class ReloadingContext:
 
     def _load(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         stamps = (_stamp(self.cert_file), _stamp(self.key_file))
+        # Try the pair on a scratch context first: a failed load_cert_chain on the live one
+        # (new certificate, old key) leaves it with no usable key and fails every handshake.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(self.cert_file),
+                                                                 str(self.key_file))
         self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
         return stamps
 

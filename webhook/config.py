@@ -258,6 +258,12 @@ def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> C
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return from_mapping(data, environ)
+        cfg = from_mapping(data, environ)
     except errors.ConfigError as exc:
         raise errors.ConfigError(f"{path}: {exc}") from exc
+    # Relative policy directories are relative to the file that names them, not to
+    # wherever the command happens to run.
+    base = Path(path).resolve().parent
+    cfg.policyPaths = [str(base / p) if not Path(p).is_absolute() else p
+                       for p in cfg.policyPaths]
+    return cfg

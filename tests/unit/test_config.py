@@ -103,3 +103,11 @@ def test_label_selector_semantics() -> None:
     assert not selector.matches({"team": "ml", "tier": "cpu"})
     assert not selector.matches({"team": "ml", "tier": "gpu", "legacy": "1"})
     assert not selector.matches({"tier": "gpu"})
+
+
+def test_relative_policy_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "mlgate.yaml"
+    path.write_text("policyPaths: [modules, /abs/dir]\n")
+    cfg = config.load(path, environ={})
+    assert cfg.policyPaths == [str(tmp_path / "conf" / "modules"), "/abs/dir"]

@@ -25,6 +25,7 @@ from pydantic import Field
 from webhook import policy, workloads
 
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
+ProbeName = Literal["readinessProbe", "livenessProbe", "startupProbe"]
 SERVING_KINDS = ["Deployment", "StatefulSet", "InferenceService", "LeaderWorkerSet",
                  "RayService"]
 
@@ -33,8 +34,8 @@ class Params(policy.Params):
     kinds: list[str] = Field(
         default_factory=lambda: list(SERVING_KINDS),
         description="Kinds (Kind or group/Kind) whose containers need probes.")
-    probes: list[Literal["readinessProbe", "livenessProbe", "startupProbe"]] = Field(
-        default_factory=lambda: ["readinessProbe"], min_length=1,
+    probes: list[ProbeName] = Field(
+        default_factory=lambda: list[ProbeName](["readinessProbe"]), min_length=1,
         description="Probes required on each serving container.")
     require: Literal["all", "any"] = Field(
         "all", description="all: every listed probe; any: at least one of them.")

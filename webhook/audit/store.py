@@ -54,6 +54,11 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     )),
 )
 LATEST = MIGRATIONS[-1][0]
+DECISION_COLUMNS = ("id", "time", "minute", "uid", "phase", "operation", "grp", "kind",
+                    "namespace", "name", "username", "decision", "allowed", "dry_run",
+                    "duration_ms", "record")
+RESULT_COLUMNS = ("decision_id", "time", "policy", "outcome", "mode")
+MAX_PARAMETERS = 30_000  # per statement; SQLite allows 32766, PostgreSQL 65535
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,8 @@ class Store:
     def _migration_lock(self) -> None:
         """Taken inside the migration transaction."""
 
-    def _insert_decision(self, values: Sequence[Any]) -> int:
+    def _reserve_ids(self, count: int) -> list[int]:
+        """`count` fresh decision ids, ascending (inside the write transaction)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -150,20 +156,40 @@ class Store:
 
     # -- writing ---------------------------------------------------------------
     def insert(self, records: Sequence[dict[str, Any]]) -> None:
-        """Write a batch of `Decision.record()` dicts in one transaction."""
+        """Write a batch of `Decision.record()` dicts in one transaction.
+
+        A handful of statements per batch (ids reserved at once, multi-row VALUES), never
+        one per row: each statement hands the GIL back and forth with a busy event loop,
+        and per-row statements would make a batch take longer than the flush interval.
+        """
+        if not records:
+            return
+        decisions: list[tuple[Any, ...]] = []
+        results: list[tuple[Any, ...]] = []
         with self._lock, self._transaction():
-            for record in records:
+            ids = self._reserve_ids(len(records))
+            for decision_id, record in zip(ids, records, strict=True):
                 when = float(record["time"])
-                decision_id = self._insert_decision((
-                    when, int(when // 60), record["uid"], record["phase"],
+                decisions.append((
+                    decision_id, when, int(when // 60), record["uid"], record["phase"],
                     record["operation"], record["group"], record["kind"], record["namespace"],
                     record["name"], record["user"], record["decision"], int(record["allowed"]),
                     int(record["dry_run"]), float(record["duration_ms"]),
                     json.dumps(record, separators=(",", ":"), default=str)))
-                for policy, outcome, mode in _policy_rows(record):
-                    self._execute("INSERT INTO policy_results (decision_id, time, policy, "
-                                  "outcome, mode) VALUES (?, ?, ?, ?, ?)",
-                                  (decision_id, when, policy, outcome, mode))
+                results += [(decision_id, when, policy, outcome, mode)
+                            for policy, outcome, mode in _policy_rows(record)]
+            self._insert_rows("decisions", DECISION_COLUMNS, decisions)
+            self._insert_rows("policy_results", RESULT_COLUMNS, results)
+
+    def _insert_rows(self, table: str, columns: tuple[str, ...],
+                     rows: list[tuple[Any, ...]]) -> None:
+        per_statement = max(MAX_PARAMETERS // len(columns), 1)
+        row_marks = "(" + ", ".join("?" for _ in columns) + ")"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            self._execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                          + ", ".join(row_marks for _ in chunk),
+                          [value for row in chunk for value in row])
 
     def prune(self, older_than: float, max_rows: int) -> int:
         """Delete decisions before `older_than` and beyond the newest `max_rows`."""
@@ -355,12 +381,12 @@ class SqliteStore(Store):
             raise
         self._conn.execute("COMMIT")
 
-    def _insert_decision(self, values: Sequence[Any]) -> int:
-        cursor = self._conn.execute(
-            "INSERT INTO decisions (time, minute, uid, phase, operation, grp, kind, namespace, "
-            "name, username, decision, allowed, dry_run, duration_ms, record) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tuple(values))
-        return int(cursor.lastrowid or 0)
+    def _reserve_ids(self, count: int) -> list[int]:
+        # BEGIN IMMEDIATE holds the write lock: no other writer can take these ids.
+        rows = self._execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'")
+        top = int(rows[0][0]) if rows else 0
+        top = max(top, int(self._execute("SELECT COALESCE(MAX(id), 0) FROM decisions")[0][0]))
+        return list(range(top + 1, top + 1 + count))
 
     def journal_mode(self) -> str:
         with self._lock:
@@ -415,12 +441,11 @@ class PostgresStore(Store):
     def _migration_lock(self) -> None:
         self._execute("SELECT pg_advisory_xact_lock(7715301)")  # "mlgate" migrations
 
-    def _insert_decision(self, values: Sequence[Any]) -> int:
-        rows = self._execute(
-            "INSERT INTO decisions (time, minute, uid, phase, operation, grp, kind, namespace, "
-            "name, username, decision, allowed, dry_run, duration_ms, record) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", values)
-        return int(rows[0][0])
+    def _reserve_ids(self, count: int) -> list[int]:
+        # One round trip; replicas writing at once get distinct (interleaved) ids.
+        rows = self._execute("SELECT nextval(pg_get_serial_sequence('decisions', 'id')) "
+                             "FROM generate_series(1, ?)", (count,))
+        return sorted(int(row[0]) for row in rows)
 
     def close(self) -> None:
         with self._lock:

@@ -48,6 +48,7 @@ class AllowedRegistries(policy.Policy):
     name = "allowed-registries"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         for entry in [*params.registries, *(e for v in params.namespaces.values() for e in v)]:

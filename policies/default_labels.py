@@ -75,6 +75,7 @@ class DefaultLabels(policy.Policy):
     name = "default-labels"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         for key in params.copyLabels:

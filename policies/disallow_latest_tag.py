@@ -36,6 +36,7 @@ class DisallowLatestTag(policy.Policy):
     name = "disallow-latest-tag"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def validate(self, workload: workloads.Workload, params: Params,
                  ) -> Iterator[policy.Violation]:

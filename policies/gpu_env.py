@@ -46,6 +46,7 @@ class GpuEnv(policy.Policy):
     name = "gpu-env"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         sources = {"env": params.env}

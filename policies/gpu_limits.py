@@ -70,6 +70,7 @@ class GpuLimits(policy.Policy):
     name = "gpu-limits"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         for index, group in enumerate(params.conflicts):

@@ -90,6 +90,7 @@ class GpuNodePlacement(policy.Policy):
     name = "gpu-node-placement"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         for pattern, selector in params.nodeSelectors.items():

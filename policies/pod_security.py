@@ -504,6 +504,7 @@ class PodSecurity(policy.Policy):
     name = "pod-security"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: PodSecurityParams) -> None:
         unknown = [c for c in params.disabledControls if c not in CHECKS]

@@ -43,6 +43,7 @@ class PriorityClass(policy.Policy):
     name = "priority-class"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         tables = {"classes": params.classes}

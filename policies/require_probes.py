@@ -53,6 +53,7 @@ class RequireProbes(policy.Policy):
     name = "require-probes"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def validate(self, workload: workloads.Workload, params: Params,
                  ) -> Iterator[policy.Violation]:

@@ -53,6 +53,7 @@ class RequiredLabels(policy.Policy):
     name = "required-labels"
     phase = "validate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         every = [("labels", params.labels)]

@@ -69,6 +69,7 @@ class ShmVolume(policy.Policy):
     name = "shm-volume"
     phase = "mutate"
     Params = Params
+    blocking = False
 
     def check_params(self, params: Params) -> None:
         if params.sizeLimit is not None and quantity.parse(params.sizeLimit) is None:

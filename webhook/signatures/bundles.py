@@ -114,9 +114,10 @@ def trusted_root(path: str | None = None) -> Any:
 
 
 def _policy(identities: Sequence[Identity]) -> Any:
-    from sigstore.verify.policy import VerificationError, VerificationPolicy
+    from sigstore.errors import VerificationError
+    from sigstore.verify.policy import VerificationPolicy
 
-    class AnyIdentity(VerificationPolicy):  # type: ignore[misc]
+    class AnyIdentity(VerificationPolicy):
         def verify(self, cert: x509.Certificate) -> None:
             issuer, sans = certificate_identity(cert)
             if not any(identity.matches(issuer, sans) for identity in identities):
@@ -234,6 +235,7 @@ def _verify_keyless(bundle: bytes, data: dict[str, Any], digest: str,
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle
     from sigstore.verify.verifier import Verifier
+    from sigstore_models.common.v1 import HashAlgorithm
 
     try:
         parsed = Bundle.from_json(bundle)
@@ -246,7 +248,7 @@ def _verify_keyless(bundle: bytes, data: dict[str, Any], digest: str,
             if predicate_types is not None:
                 return Result(False, "a message signature signs a blob; an image signature "
                                      "is a DSSE statement")
-            hashed = sigstore_hashes.Hashed(algorithm=sigstore_hashes.HashAlgorithm.SHA2_256,
+            hashed = sigstore_hashes.Hashed(algorithm=HashAlgorithm.SHA2_256,
                                             digest=bytes.fromhex(hex_digest))
             verifier.verify_artifact(hashed, parsed, _policy(identities))
             why = ""

@@ -9,6 +9,7 @@ hammer the registry). Identical lookups in flight at the same time share one tas
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -80,7 +81,7 @@ class Coalescer:
         if task is None:
             task = loop.create_task(work())  # type: ignore[arg-type]
             self._running[key] = task
-            task.add_done_callback(lambda t, k=key: self._forget(k, t))
+            task.add_done_callback(functools.partial(self._forget, key))
         else:
             self.joined += 1
         result = await asyncio.wait_for(asyncio.shield(task), timeout)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -155,7 +156,7 @@ class Client:
         """Close the pools of loops that still run (a replaced config's client)."""
         for loop, client in list(self._clients.items()):
             if not loop.is_closed() and loop.is_running():
-                loop.call_soon_threadsafe(lambda c=client, lp=loop: lp.create_task(c.aclose()))
+                loop.call_soon_threadsafe(functools.partial(loop.create_task, client.aclose()))
         self._clients = weakref.WeakKeyDictionary()
 
     def _base(self, ref: references.Reference) -> str:
@@ -296,7 +297,8 @@ class Client:
         if response.status_code == 404:
             return None
         _raise_for_status(response, ref, f"manifest {ref.reference}")
-        return response.headers.get("Docker-Content-Digest")
+        digest = response.headers.get("Docker-Content-Digest")
+        return str(digest) if digest else None
 
     async def blob(self, ref: references.Reference, digest: str, deadline: float) -> bytes:
         url = f"{self._base(ref)}/blobs/{digest}"

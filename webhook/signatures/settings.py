@@ -53,7 +53,7 @@ class Registries(Model):
         None, description="Sigstore trusted_root.json (private Sigstore); default: production")
     deadline: Duration = Field(
         1.5, description="all registry work of one request; below the policy timeout")
-    cache: CacheSettings = Field(default_factory=CacheSettings)
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
 
     def is_insecure(self, registry: str) -> bool:
         return registry in self.insecure

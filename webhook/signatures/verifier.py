@@ -30,20 +30,22 @@ from webhook.signatures import (
     settings,
 )
 
+PublicKey = keys.PublicKey
+
 
 @dataclass(frozen=True)
 class Authorities:
     """Who may sign the images of one rule, and what their signatures must say."""
 
     name: str
-    keys: tuple[tuple[str, keys.PublicKey], ...] = ()
+    keys: tuple[tuple[str, PublicKey], ...] = ()
     identities: tuple[bundles.Identity, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     check_identity: bool = True
     fingerprint: str = field(default="", compare=False)
 
     @classmethod
-    def build(cls, name: str, public_keys: Sequence[tuple[str, keys.PublicKey]],
+    def build(cls, name: str, public_keys: Sequence[tuple[str, PublicKey]],
               identities: Sequence[bundles.Identity], annotations: dict[str, str],
               check_identity: bool = True) -> Authorities:
         digest = hashlib.sha256()
@@ -134,7 +136,7 @@ class Verifier:
             self.digests.put(key, manifest.digest)
             return manifest.digest
 
-        return await self._coalesced(("resolve", key), fetch, deadline, ref)
+        return str(await self._coalesced(("resolve", key), fetch, deadline, ref))
 
     async def _coalesced(self, key: Any, work: Any, deadline: float,
                          ref: references.Reference) -> Any:
@@ -205,8 +207,8 @@ class Verifier:
                                           for _, d in layers))
         signatures = []
         for (index, layer), payload in zip(layers, payloads, strict=True):
-            annotations = layer.get("annotations") if isinstance(layer.get("annotations"),
-                                                                 dict) else {}
+            found = layer.get("annotations")
+            annotations: dict[str, Any] = found if isinstance(found, dict) else {}
             signatures.append(cosign.Signature(
                 payload, str(annotations.get(cosign.SIGNATURE_ANNOTATION, "")),
                 {str(k): str(v) for k, v in annotations.items()}, f"{tag} layer {index}"))

@@ -83,8 +83,8 @@ class Rule(policy.Params):
 
 class Params(policy.Params):
     rules: list[Rule] = Field(default_factory=list)
-    unmatched: Literal["allow", "deny"] = Field(
-        "allow", description="images no rule matches: allow, or deny")
+    unmatched: Literal["allow", "warn", "deny"] = Field(
+        "allow", description="images no rule matches: allow, warn (admission warning) or deny")
     containerKinds: list[str] = Field(default_factory=lambda: list(ALL_CONTAINER_KINDS))
 
 
@@ -175,10 +175,11 @@ class ImageSignatures(policy.Policy):
         verdicts = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
         for pod, container, image, rule in found:
             if rule is None:
-                if params.unmatched == "deny":
+                if params.unmatched != "allow":
                     yield policy.Violation.at_container(
                         pod, container, f"image {image} matches no image-signatures rule",
-                        "use an image a rule covers, or add a rule for it", "image")
+                        "use an image a rule covers, or add a rule for it", "image",
+                        advisory=params.unmatched == "warn")
                 continue
             verdict = verdicts[(image, rule.name)]
             if verdict.verified:

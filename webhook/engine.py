@@ -360,8 +360,9 @@ class Engine:
                 exc = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
                                                       f"not a Violation")
                 return [self._failure(active, workload, exc)]
+            mode = "warn" if violation.advisory and active.mode == "enforce" else active.mode
             findings.append(Finding(
-                active.name, active.mode, format_violation(active.name, workload, violation),
+                active.name, mode, format_violation(active.name, workload, violation),
                 path=violation.path, container=violation.container))
         return findings
 

@@ -37,12 +37,14 @@ class Violation:
     path: str = ""  # JSON pointer of the offending field
     container: str | None = None
     pod: str = ""  # pointer of the pod spec it belongs to
+    advisory: bool = False  # a warning even when the policy enforces (e.g. `unmatched: warn`)
 
     @classmethod
     def at_container(cls, pod: workloads.PodSpecView, container: workloads.ContainerView,
-                     what: str, fix: str = "", *tokens: str | int) -> Violation:
+                     what: str, fix: str = "", *tokens: str | int,
+                     advisory: bool = False) -> Violation:
         return cls(what=what, fix=fix, path=container.field_pointer(*tokens),
-                   container=container.name, pod=pod.pointer)
+                   container=container.name, pod=pod.pointer, advisory=advisory)
 
     @classmethod
     def at_pod(cls, pod: workloads.PodSpecView, what: str, fix: str = "",

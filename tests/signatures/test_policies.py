@@ -88,6 +88,11 @@ async def test_unmatched_images(oci_registry: Registry, signer: Signer,
     deny = build(engines, settings(oci_registry.host, signer.public_pem, unmatched="deny"))
     decision = await review(deny, pod_with("busybox:1"), "validate")
     assert not decision.allowed and "matches no image-signatures rule" in decision.message
+    warn = build(engines, settings(oci_registry.host, signer.public_pem, unmatched="warn"))
+    decision = await review(warn, pod_with("busybox:1"), "validate")
+    assert decision.allowed
+    assert len(decision.warnings) == 1 and "matches no image-signatures rule" in \
+        decision.warnings[0]
 
 
 async def test_failure_mode_when_the_registry_is_down(down_registry: str, signer: Signer,

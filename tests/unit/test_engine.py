@@ -448,3 +448,26 @@ def test_a_non_blocking_policy_that_overruns_follows_its_failure_mode() -> None:
     eng = engine.Engine.build(cfg, catalogue)
     decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
     assert not decision.allowed and "timed out" in decision.message
+
+
+class Advisory(policy.Policy):
+    """An advisory violation warns even though the policy enforces."""
+
+    name = "test-advisory"
+    phase = "validate"
+    blocking = False
+
+    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+        return [policy.Violation(what="heads up", fix="consider it", advisory=True),
+                policy.Violation(what="hard no", fix="fix it")]
+
+
+def test_advisory_violations_warn_in_enforce_mode() -> None:
+    catalogue = plugins.discover()
+    catalogue.add(Advisory, "tests")
+    cfg = config.from_mapping({"policies": {"test-advisory": {},
+                                            "require-limits": {"mode": "off"}}}, environ={})
+    decision = evaluate(engine.Engine.build(cfg, catalogue),
+                        factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and decision.message.endswith("hard no (fix it)")
+    assert decision.warnings == ["[test-advisory] Pod ml/train: heads up (consider it)"]

@@ -356,3 +356,20 @@ def test_notes_warn_when_fail_runs_on_one_replica() -> None:
 def test_notes_quiet_otherwise(sets: dict[str, str]) -> None:
     text = helm.notes(sets=sets)
     assert "mlgate" in text and "WARNING" not in text
+
+
+def test_alerts_use_metrics_the_server_exports(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The PrometheusRule cannot drift from webhook/metrics.py."""
+    import re
+
+    from webhook import metrics
+
+    exported = set()
+    for family in metrics.REGISTRY.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"],
+                    "gauge": [""]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    rule = helm.one(rendered["ha"], "PrometheusRule")
+    used = {name for group in rule["spec"]["groups"] for r in group["rules"]
+            for name in re.findall(r"\bmlgate_[a-z_]+", r["expr"])}
+    assert used and used <= exported, used - exported

@@ -103,11 +103,17 @@ class Scanner:
 
     # -- the API ---------------------------------------------------------------
     def _get(self, path: str, query: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
-        response = self.api_client.call_api(
-            path, "GET", query_params=query or [], header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=self.settings.timeout)
-        body: dict[str, Any] = json.loads(response.data)
+        """GET through the client's own request path (auth, TLS, proxies of the kubeconfig)."""
+        from kubernetes.client.exceptions import ApiException
+
+        request = self.api_client.param_serialize(
+            "GET", path, query_params=query or [], header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self.api_client.call_api(*request, _request_timeout=self.settings.timeout)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason, body=data)
+        body: dict[str, Any] = json.loads(data)
         return body
 
     def discover(self) -> tuple[list[tuple[workloads.KindSpec, str]], list[str]]:

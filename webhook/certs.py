@@ -198,12 +198,14 @@ def api_client(kubeconfig: str | None = None) -> Any:
 
     try:
         if kubeconfig:
-            return kube_config.new_client_from_config(config_file=kubeconfig)
+            return kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig)
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             configuration = client.Configuration()
-            kube_config.load_incluster_config(client_configuration=configuration)
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
             return client.ApiClient(configuration)
-        return kube_config.new_client_from_config()
+        return kube_config.new_client_from_config()  # type: ignore[no-untyped-call]
     except (kube_config.ConfigException, OSError) as exc:
         raise InjectionError(f"cannot configure the Kubernetes client: {exc} (pass "
                              "--kubeconfig, set KUBECONFIG, or run in a pod)") from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.audit import apiserver, records
 from webhook.audit import kube, scan, settings, store
 
@@ -78,3 +80,71 @@ def test_a_failing_list_keeps_the_previous_results_of_that_kind(tmp_path: Path) 
     assert "kubeflow.org/PyTorchJob" in summary.failed
     assert {r["name"] for r in db.scan_results(kind="PyTorchJob")} == before == {"bert"}
     db.close()
+
+
+# The wgpolicyk8s.io/v1alpha2 CRD's openAPIV3Schema (PolicyReport; ClusterPolicyReport is the
+# same without a namespace), written from the fields the CRD documents.
+_OBJECT_REFERENCE = {"type": "object", "properties": {
+    "apiVersion": {"type": "string"}, "fieldPath": {"type": "string"},
+    "kind": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"},
+    "resourceVersion": {"type": "string"}, "uid": {"type": "string"}},
+    "additionalProperties": False}
+_RESULT = {"type": "object", "required": ["policy"], "additionalProperties": False,
+           "properties": {
+               "category": {"type": "string"}, "message": {"type": "string"},
+               "policy": {"type": "string"},
+               "properties": {"type": "object", "additionalProperties": {"type": "string"}},
+               "resourceSelector": {"type": "object"},
+               "resources": {"type": "array", "items": _OBJECT_REFERENCE},
+               "result": {"type": "string", "enum": ["pass", "fail", "warn", "error", "skip"]},
+               "rule": {"type": "string"}, "scored": {"type": "boolean"},
+               "severity": {"type": "string",
+                            "enum": ["critical", "high", "low", "medium", "info"]},
+               "source": {"type": "string"},
+               "timestamp": {"type": "object", "required": ["nanos", "seconds"],
+                             "additionalProperties": False,
+                             "properties": {"nanos": {"type": "integer", "minimum": 0,
+                                                      "maximum": 999_999_999},
+                                            "seconds": {"type": "integer"}}}}}
+_SUMMARY = {"type": "object", "additionalProperties": False,
+            "properties": {k: {"type": "integer"} for k in ("error", "fail", "pass", "skip",
+                                                             "warn")}}
+POLICY_REPORT_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata"],
+    "additionalProperties": False,
+    "properties": {"apiVersion": {"const": "wgpolicyk8s.io/v1alpha2"},
+                   "kind": {"enum": ["PolicyReport", "ClusterPolicyReport"]},
+                   "metadata": {"type": "object", "required": ["name"]},
+                   "results": {"type": "array", "items": _RESULT},
+                   "scope": _OBJECT_REFERENCE, "scopeSelector": {"type": "object"},
+                   "summary": _SUMMARY}}
+
+
+def test_policy_reports_validate_against_the_crd_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    from webhook.audit import report
+
+    db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
+    run_scan(apiserver.load_state(), tmp_path, db)
+    listing = report.policy_reports(db)
+    db.close()
+    assert listing["kind"] == "List"
+    by_namespace = {item["metadata"].get("namespace"): item for item in listing["items"]}
+    assert set(by_namespace) == {"team-a", "team-b", "ml"}
+    for item in listing["items"]:
+        jsonschema.validate(item, POLICY_REPORT_SCHEMA)
+        assert item["kind"] == "PolicyReport"
+        assert sum(item["summary"].values()) == len(item["results"])
+    team_a = by_namespace["team-a"]
+    failing = [r for r in team_a["results"] if r["result"] == "fail"]
+    assert [r["resources"][0]["name"] for r in failing] == ["no-limits"]
+    assert failing[0]["policy"] == "require-limits" and failing[0]["severity"] == "high"
+    passing = {(r["resources"][0]["name"], r["policy"]) for r in team_a["results"]
+               if r["result"] == "pass"}
+    assert ("good-gpu", "require-limits") in passing
+    assert team_a["summary"]["fail"] == 1
+    # A wrong result value is caught by the schema (the check can fail).
+    broken = {**team_a, "results": [{**failing[0], "result": "failed"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, POLICY_REPORT_SCHEMA)

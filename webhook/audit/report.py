@@ -354,23 +354,27 @@ def _result(policy: str, result: str, row: dict[str, Any], message: str,
 
 
 def _results(row: dict[str, Any]) -> list[dict[str, Any]]:
-    results = []
-    failed = set()
+    """One result per policy and object (as Kyverno: per rule and resource)."""
+    by_policy: dict[str, list[dict[str, Any]]] = {}
     for violation in row["violations"]:
-        failed.add(violation["policy"])
-        if violation.get("error"):
+        by_policy.setdefault(violation["policy"], []).append(violation)
+    results = []
+    for policy, found in by_policy.items():
+        modes = {v["mode"] for v in found}
+        if any(v.get("error") for v in found):
             outcome = "error"
-        elif violation["mode"] == "enforce":
+        elif "enforce" in modes:
             outcome = "fail"
         else:
             outcome = "warn"
-        results.append(_result(violation["policy"], outcome, row, violation["message"],
-                               {"path": violation.get("path") or "",
-                                "container": violation.get("container") or "",
-                                "mode": violation["mode"]},
-                               SEVERITY.get(violation["mode"], "info")))
+        mode = "enforce" if "enforce" in modes else sorted(modes)[0]
+        paths = ",".join(sorted({v.get("path") or "" for v in found} - {""}))
+        containers = ",".join(sorted({v.get("container") or "" for v in found} - {""}))
+        results.append(_result(policy, outcome, row, "\n".join(v["message"] for v in found),
+                               {"paths": paths, "containers": containers, "mode": mode},
+                               SEVERITY.get(mode, "info")))
     for policy in row["policies"]:
-        if policy not in failed:
+        if policy not in by_policy:
             results.append(_result(policy, "pass", row, "validation passed"))
     return results
 

@@ -86,6 +86,16 @@ def _iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _fill(points: list[dict[str, Any]], minutes: int) -> list[dict[str, Any]]:
+    """Empty buckets between the first and the last, so that bars keep a time scale."""
+    if not points:
+        return points
+    by_start = {p["start"]: p for p in points}
+    step = minutes * 60
+    return [by_start.get(start) or {"start": start, **dict.fromkeys(store_module.DECISIONS, 0)}
+            for start in range(points[0]["start"], points[-1]["start"] + step, step)]
+
+
 def build(store: store_module.Store, filters: store_module.Filters,
           scan: dict[str, Any] | None = None, now: float | None = None) -> dict[str, Any]:
     """The JSON report."""
@@ -106,7 +116,8 @@ def build(store: store_module.Store, filters: store_module.Filters,
         "per_namespace": store.grouped("namespace", filters),
         "per_user": store.grouped("username", filters),
         "per_kind": store.grouped("kind", filters),
-        "series": {"bucket_minutes": minutes, "points": store.series(filters, minutes)},
+        "series": {"bucket_minutes": minutes,
+                   "points": _fill(store.series(filters, minutes), minutes)},
         "recent_denials": [record for _, record in recent],
         "violations": violations,
         "scan": scan,
@@ -193,7 +204,7 @@ def _bar_chart_time(points: list[dict[str, Any]], minutes: int) -> str:
         stamp = dt.datetime.fromtimestamp(points[index]["start"], dt.UTC)
         parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle">'
                      f'{stamp:%m-%d %H:%M}</text>')
-    parts.append(f'<text x="{width - 10}" y="{height - 8}" text-anchor="end">'
+    parts.append(f'<text x="{width - 10}" y="16" text-anchor="end">'
                  f'{minutes} min per bar, UTC</text></svg>')
     return "".join(parts)
 

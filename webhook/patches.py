@@ -8,7 +8,6 @@ list growth is added at explicit indices.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -59,11 +58,11 @@ def diff(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
 
 def apply(obj: Any, ops: list[dict[str, Any]]) -> Any:
     """Apply a patch made by `patches.diff` (add/remove/replace) to a copy of `obj`."""
-    result = copy.deepcopy(obj)
+    result = orjson.loads(orjson.dumps(obj))
     for op in ops:
         tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
         if not tokens:  # the whole document
-            result = copy.deepcopy(op["value"])
+            result = orjson.loads(orjson.dumps(op["value"]))
             continue
         parent: Any = result
         for token in tokens[:-1]:

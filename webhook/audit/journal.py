@@ -66,7 +66,7 @@ class Journal:
         self._task = asyncio.create_task(self._run(), name="mlgate-journal-writer")
 
     def _take(self, limit: int) -> list[dict[str, Any]]:
-        batch = []
+        batch: list[dict[str, Any]] = []
         while len(batch) < limit:
             try:
                 batch.append(self.queue.get_nowait())

@@ -8,6 +8,7 @@ nothing global of the `kubernetes` package is touched.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
@@ -19,16 +20,18 @@ def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def api_client(kubeconfig: str | None = None) -> Any:
     """An ApiClient; a `ConfigError` says which configuration could not be loaded."""
     try:
         if kubeconfig:
-            return config.new_client_from_config(config_file=kubeconfig)
+            return config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig)
         if in_cluster():
             configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
             return client.ApiClient(configuration)
-        return config.new_client_from_config()
+        return config.new_client_from_config()  # type: ignore[no-untyped-call]
     except (ConfigException, OSError, TypeError) as exc:
         where = kubeconfig or ("the in-cluster service account" if in_cluster()
                                else "the default kubeconfig (~/.kube/config)")

@@ -65,7 +65,7 @@ def applicable(eng: engine.Engine, phase: str, operation: str, group: str, kind:
 
 
 def controlled_by_workload(obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     for owner in meta.get("ownerReferences") or []:
         if not isinstance(owner, dict) or not owner.get("controller"):
             continue
@@ -76,7 +76,7 @@ def controlled_by_workload(obj: dict[str, Any]) -> bool:
 
 
 def scan_request(obj: dict[str, Any], spec: workloads.KindSpec, version: str) -> admission.Request:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     name = str(meta.get("name") or "")
     namespace = str(meta.get("namespace") or "")
     uid = f"scan:{meta.get('uid') or name}"

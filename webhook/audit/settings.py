@@ -66,7 +66,7 @@ class AuditSettings(Model):
     """Access to the audit endpoints, and the cluster scan."""
 
     tokenFile: str | None = None  # Kubernetes static token CSV: token,user,uid,"g1,g2"
-    readers: Readers = Field(default_factory=Readers)
+    readers: Readers = Field(default_factory=lambda: Readers())
     kubernetesAuth: bool | None = None  # TokenReview + SubjectAccessReview; None: in cluster
     metricsPublic: bool = True  # Prometheus scrapes /metrics without a token
-    scan: ScanSettings = Field(default_factory=ScanSettings)
+    scan: ScanSettings = Field(default_factory=lambda: ScanSettings())  # type: ignore[call-arg]

@@ -428,7 +428,7 @@ class PostgresStore(Store):
     def _execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._conn.closed:  # the server restarted: one fresh connection, then fail loudly
             self._conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        cursor = self._conn.execute(self._sql(query), tuple(params))  # type: ignore[arg-type]
+        cursor = self._conn.execute(self._sql(query), tuple(params))
         return list(cursor.fetchall()) if cursor.description else []
 
     @contextlib.contextmanager

@@ -410,7 +410,7 @@ def _find_rayservice(obj: JSON) -> Iterator[PodSpecView]:
 # (an inline container): sklearn, pytorch, model, ... (and alibi/art for explainers).
 KSERVE_FRAMEWORKS = (
     "model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml",
-    "lightgbm", "paddle", "huggingface", "alibi", "art", "custom",
+    "lightgbm", "paddle", "huggingface", "alibi", "art",
 )
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests import factories, kinds
+from tests import factories
 from tests.factories import container, pod_spec
+from tests.fixtures.policies import kinds
 from webhook import admission, config, engine, errors, workloads
 
 
@@ -45,10 +46,10 @@ RESTRICTED_CONTAINER = sc(allowPrivilegeEscalation=False, runAsNonRoot=True,
                           seccompProfile={"type": "RuntimeDefault"})
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.ids())
+@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
 def test_privileged_container_is_denied_on_every_kind(kind: workloads.KindSpec) -> None:
     spec = pod_spec(container("ok"), container("root", **sc(privileged=True)))
-    obj = kinds.wrap(spec, kind)
+    obj = kinds.wrap(kind, spec)
     view = workloads.view(obj)
     found = findings(obj)
     expected = {c.field_pointer("securityContext", "privileged")
@@ -58,9 +59,9 @@ def test_privileged_container_is_denied_on_every_kind(kind: workloads.KindSpec) 
                for f in found)
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.ids())
+@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
 def test_a_default_pod_passes_baseline_on_every_kind(kind: workloads.KindSpec) -> None:
-    assert findings(kinds.wrap(pod_spec(container("main")), kind)) == []
+    assert findings(kinds.wrap(kind, pod_spec(container("main")))) == []
 
 
 def test_init_sidecar_and_ephemeral_containers_are_checked() -> None:
@@ -161,9 +162,11 @@ def test_a_container_profile_overrides_the_pod_profile() -> None:
 
 
 def test_apparmor_annotations_of_a_pod_template_are_read() -> None:
-    deployment = kinds.wrap(pod_spec(container("app")), workloads.lookup("apps", "Deployment"))
+    deployment = kinds.wrap(workloads.lookup("apps", "Deployment"), pod_spec(container("app")),
+                            template_annotations={
+                                "container.apparmor.security.beta.kubernetes.io/app":
+                                    "unconfined"})
     template = deployment["spec"]["template"]["metadata"]
-    template["annotations"] = {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}
     (finding,) = findings(deployment)
     assert "AppArmor profile unconfined" in finding.message
     template["annotations"]["container.apparmor.security.beta.kubernetes.io/app"] = (

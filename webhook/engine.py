@@ -83,6 +83,7 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     mutated_by: list[str] = field(default_factory=list)
+    evaluated: list[tuple[str, str]] = field(default_factory=list)  # (policy, mode) that ran
     skipped: str = ""  # why nothing was evaluated (exempt, unknown kind, ...)
     started: float = field(default_factory=time.time)
     duration: float = 0.0  # seconds
@@ -320,6 +321,7 @@ class Engine:
         for active in self.mutating:
             if not self._matches(active, request, workload):
                 continue
+            decision.evaluated.append((active.name, active.mode))
             target = working if active.mode == "enforce" else orjson.loads(before)
             target_view = (workload if target is working else
                            workloads.view(target, request.group, request.kind, context))
@@ -376,6 +378,7 @@ class Engine:
         for active in self.validating:
             if not self._matches(active, request, workload):
                 continue
+            decision.evaluated.append((active.name, active.mode))
             findings = await self._violations(active, workload, deadline)
             if old_workload is not None and any(f.mode == "enforce" and not f.error
                                                 for f in findings):

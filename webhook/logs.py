@@ -7,11 +7,12 @@ the journal, never the object itself (objects carry secrets in env and annotatio
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any, TextIO
+
+import orjson
 
 DECISION_LOGGER = "mlgate.decision"
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -35,7 +36,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return orjson.dumps(entry, default=str).decode()
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:

@@ -471,3 +471,15 @@ def test_advisory_violations_warn_in_enforce_mode() -> None:
                         factories.admission_review(bare_pod()), engine.VALIDATE)
     assert not decision.allowed and decision.message.endswith("hard no (fix it)")
     assert decision.warnings == ["[test-advisory] Pod ml/train: heads up (consider it)"]
+
+
+def test_decision_lists_the_policies_that_ran_with_their_modes() -> None:
+    eng = build({"require-limits": {"mode": "warn",
+                                    "match": {"objectSelector": {"matchLabels": {"t": "a"}}}}})
+    matching = evaluate(eng, factories.admission_review(bare_pod(labels={"t": "a"})),
+                        engine.VALIDATE)
+    other = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert matching.evaluated == [("require-limits", "warn")]
+    assert other.evaluated == []
+    mutated = evaluate(eng, factories.admission_review(bare_pod()), engine.MUTATE)
+    assert mutated.evaluated == [("gpu-tolerations", "enforce"), ("default-resources", "enforce")]

@@ -61,14 +61,6 @@ def certificate_expiry(cert_file: str | Path) -> float:
     return cert.not_valid_after_utc.timestamp()
 
 
-def evaluated_policies(eng: engine.Engine, decision: engine.Decision) -> list[tuple[str, str]]:
-    if decision.skipped:
-        return []
-    policies = scan.applicable(eng, decision.phase, decision.operation, decision.group,
-                               decision.kind, decision.namespace)
-    return [(p.name, p.mode) for p in policies]
-
-
 def install(app: FastAPI, data_dir: str | Path | None = None) -> AuditState:
     """Add the audit routes and hooks to an app made by `webhook.app.create_app`.
 
@@ -84,7 +76,7 @@ def install(app: FastAPI, data_dir: str | Path | None = None) -> AuditState:
         metrics.CERT_EXPIRY.set_function(lambda: certificate_expiry(tls_context.cert_file))
 
     def observe(decision: engine.Decision) -> None:
-        metrics.observe(decision, evaluated_policies(runtime.engine, decision))
+        metrics.observe(decision, decision.evaluated)
         logs.log_decision(decision)
         if state.journal is not None:
             state.journal.record(decision.record())

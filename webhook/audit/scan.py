@@ -53,17 +53,6 @@ class ScanSummary:
                 "skipped": self.skipped, "pages": self.pages, "removed": self.removed}
 
 
-def applicable(eng: engine.Engine, phase: str, operation: str, group: str, kind: str,
-               namespace: str) -> list[engine.ActivePolicy]:
-    """The enabled policies of a phase whose match covers the request (label selectors
-    aside: they need the object)."""
-    active = eng.mutating if phase == engine.MUTATE else eng.validating
-    return [p for p in active
-            if operation in p.settings.match.operations
-            and p.settings.match.matches_kind(group, kind)
-            and p.settings.match.namespaces.matches(namespace)]
-
-
 def controlled_by_workload(obj: dict[str, Any]) -> bool:
     meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     for owner in meta.get("ownerReferences") or []:
@@ -180,8 +169,7 @@ class Scanner:
         decision = await eng.evaluate(request, engine.VALIDATE)
         if decision.skipped:
             return None
-        policies = [p.name for p in applicable(eng, engine.VALIDATE, "CREATE", spec.group,
-                                               spec.kind, request.namespace)]
+        policies = [name for name, _mode in decision.evaluated]
         violations = [{"policy": f.policy, "mode": f.mode, "message": f.message, "path": f.path,
                        "container": f.container, "error": f.error} for f in decision.findings]
         return {"group": spec.group, "kind": spec.kind, "namespace": request.namespace,

@@ -61,12 +61,14 @@ def pytorchjob() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def bench_server(workdir: Path, config: Path | None = None) -> Iterator[str]:
+def bench_server(workdir: Path, config: Path | None = None, bare: bool = False,
+                 ) -> Iterator[str]:
     bundle = certs.generate()
     paths = certs.write(bundle, workdir / "certs")
     port = server.free_port()
     args = [sys.executable, str(HERE / "bench_server.py"), str(port),
-            str(paths[certs.CERT_FILE]), str(paths[certs.KEY_FILE])]
+            str(paths[certs.CERT_FILE]), str(paths[certs.KEY_FILE]),
+            "-" if bare else str(workdir)]
     if config is not None:
         args.append(str(config))
     process = subprocess.Popen(args)
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bare", action="store_true",
+                        help="journal and decision log off: the engine and policies alone")
     args = parser.parse_args()
     pod_review = factories.admission_review(gpu_pod())
     job_review = factories.admission_review(pytorchjob())
@@ -123,10 +127,12 @@ def main() -> None:
     }
     floor_of = {name: ("floor  Pod" if "Pod" in name and "Job" not in name
                        else "floor  PyTorchJob") for name in cases}
-    with tempfile.TemporaryDirectory() as tmp, bench_server(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, bench_server(Path(tmp), bare=args.bare) as url:
         figures = measure(url, cases, args.rounds, args.duration, args.connections)
+    setup = ("journal and decision log off" if args.bare
+             else "as `mlgate serve` runs: SQLite journal, JSON decision log")
     print(f"wrk: {args.connections} connections, {args.duration:g}s x {args.rounds} rounds "
-          f"(medians), one server process, default policies")
+          f"(medians), one server process, default policies, {setup}")
     report(figures, floor_of)
 
 

@@ -1,27 +1,35 @@
-"""`mlgate serve` plus a floor route, for benchmarks: `python benchmarks/bench_server.py PORT
-CERT KEY [CONFIG]`.
+"""`mlgate serve` plus a floor route, for benchmarks:
+`python benchmarks/bench_server.py PORT CERT KEY DATA_DIR|- [CONFIG]`.
 
-The floor (`POST /floor`) parses the AdmissionReview exactly as the real routes do and
-answers allowed, so floor vs. real route isolates what the policies and the engine cost.
+With a DATA_DIR the server is set up as `mlgate serve` sets itself up: JSON decision
+logs at INFO (to DATA_DIR/server.log), the SQLite journal in DATA_DIR, metrics. With `-`
+journal and the decision log are off (metrics stay), to see the engine alone. The floor (`POST /floor`)
+parses the AdmissionReview exactly as the real routes do and answers allowed, so floor vs.
+real route is what the engine, the policies, the journal, logs and metrics cost.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from webhook import admission, server
+from webhook import admission, logs, server
 from webhook.runtime import Runtime
 
 
 def main() -> None:
-    port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    config_path = sys.argv[4] if len(sys.argv) > 4 else None
-    uv = server.build(Runtime(config_path), server.Path(cert), server.Path(key), "127.0.0.1",
-                      port, log_level="warning")
+    port, cert, key, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    config_path = sys.argv[5] if len(sys.argv) > 5 else None
+    if data_dir == "-":
+        data_dir = None
+    else:
+        logs.configure("info", open(Path(data_dir) / "server.log", "a"))  # noqa: SIM115
+    uv = server.build(Runtime(config_path), Path(cert), Path(key), "127.0.0.1", port,
+                      data_dir=data_dir)
     app = uv.config.app
 
     @app.post("/floor")

@@ -60,17 +60,29 @@ def _policy_result(policy: str, decision: Any) -> str:
     return "fail" if found else "pass"
 
 
+_CHILDREN: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, memoised: the label lookup takes a lock every call."""
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
+
+
 def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     """Count one decision. `evaluated`: (policy, mode) of the policies that ran."""
     verdict = "skipped" if decision.skipped else decision.verdict
-    REQUESTS.labels(decision.phase, decision.operation or "-", decision.kind or "-",
-                    verdict).inc()
-    DURATION.labels(decision.phase).observe(decision.duration)
+    _child(REQUESTS, decision.phase, decision.operation or "-", decision.kind or "-",
+           verdict).inc()
+    _child(DURATION, decision.phase).observe(decision.duration)
     for policy, mode in evaluated:
-        POLICY_EVALUATIONS.labels(policy, _policy_result(policy, decision), mode).inc()
+        _child(POLICY_EVALUATIONS, policy, _policy_result(policy, decision), mode).inc()
     for finding in decision.findings:
         if finding.error:
-            POLICY_ERRORS.labels(finding.policy).inc()
+            _child(POLICY_ERRORS, finding.policy).inc()
 
 
 def reload_result(ok: bool, _error: str) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
+
 from webhook import errors
 
 DECISIONS = ("allowed", "denied", "mutated", "warned")
@@ -175,7 +177,7 @@ class Store:
                     record["operation"], record["group"], record["kind"], record["namespace"],
                     record["name"], record["user"], record["decision"], int(record["allowed"]),
                     int(record["dry_run"]), float(record["duration_ms"]),
-                    json.dumps(record, separators=(",", ":"), default=str)))
+                    orjson.dumps(record, default=str).decode()))
                 results += [(decision_id, when, policy, outcome, mode)
                             for policy, outcome, mode in _policy_rows(record)]
             self._insert_rows("decisions", DECISION_COLUMNS, decisions)

@@ -3,9 +3,10 @@
 
 With a DATA_DIR the server is set up as `mlgate serve` sets itself up: JSON decision
 logs at INFO (to DATA_DIR/server.log), the SQLite journal in DATA_DIR, metrics. With `-`
-journal and the decision log are off (metrics stay), to see the engine alone. The floor (`POST /floor`)
-parses the AdmissionReview exactly as the real routes do and answers allowed, so floor vs.
-real route is what the engine, the policies, the journal, logs and metrics cost.
+the journal and the decision log are off (metrics stay), to see the engine alone. The
+floor (`POST /floor`) parses the AdmissionReview exactly as the real routes do and
+answers allowed, so floor vs. real route is what the engine, the policies, the journal,
+logs and metrics cost.
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ class DefaultResources(policy.Policy):
                     container.set_resource("requests", resource, request)
             if limit is None and resource in defaults.limits:
                 default_limit = defaults.limits[resource]
-                container.set_resource("limits", resource,
-                                       _bigger(request, default_limit) if request else default_limit)
+                limit = _bigger(request, default_limit) if request else default_limit
+                container.set_resource("limits", resource, limit)
         for resource in accelerators.container_accelerators(container, patterns):
             request, limit = container.requests.get(resource), container.limits.get(resource)
             if request is None and limit is not None:

@@ -53,7 +53,8 @@ class RequireLimits(policy.Policy):
                     if value is not None and not quantity.is_whole(value):
                         yield policy.Violation.at_container(
                             pod, container, f"{resource} {section[:-1]} is {value!r}, "
-                            f"not a whole number", "accelerators are allocated whole; use 1, 2, ...",
+                            f"not a whole number",
+                            "accelerators are allocated whole; use 1, 2, ...",
                             "resources", section, resource)
                 if limit is None:
                     yield policy.Violation.at_container(

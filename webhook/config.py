@@ -40,7 +40,8 @@ def parse_duration(value: Any) -> float:
     else:
         match = _DURATION.match(str(value).strip())
         if not match:
-            raise ValueError(f"{value!r} is not a duration; write it like 500ms, 2s, 10m, 1h or 30d")
+            raise ValueError(
+                f"{value!r} is not a duration; write it like 500ms, 2s, 10m, 1h or 30d")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise ValueError("a duration must be positive")

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+
 import uvicorn
 
 from webhook import app as app_module

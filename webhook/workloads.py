@@ -51,7 +51,8 @@ def _list(value: Any) -> list[Any]:
 
 
 def _count(value: Any, default: int = 1) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if is_count else default
 
 
 @dataclass
@@ -465,7 +466,8 @@ def _argo_templates(templates: Any, ptr: str) -> Iterator[PodSpecView]:
                     ContainerView(container, f"{tptr}/initContainers/{cindex}", INIT))
         for cindex, container in enumerate(_list(template.get("sidecars"))):
             if isinstance(container, dict):
-                pod.containers.append(ContainerView(container, f"{tptr}/sidecars/{cindex}", SIDECAR))
+                pod.containers.append(
+                    ContainerView(container, f"{tptr}/sidecars/{cindex}", SIDECAR))
         yield pod
 
 
@@ -490,7 +492,8 @@ KUBEFLOW_JOBS = {
 
 KINDS: tuple[KindSpec, ...] = (
     KindSpec("", "Pod", "pods", _find_pod),
-    KindSpec("", "ReplicationController", "replicationcontrollers", _find_template, True, "service"),
+    KindSpec("", "ReplicationController", "replicationcontrollers", _find_template, True,
+             "service"),
     KindSpec("apps", "Deployment", "deployments", _find_template, True, "service"),
     KindSpec("apps", "StatefulSet", "statefulsets", _find_template, True, "service"),
     KindSpec("apps", "DaemonSet", "daemonsets", _find_daemonset, True, "service"),

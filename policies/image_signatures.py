@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from webhook import policy, workloads
-from webhook.signatures import bundles, keys, references, settings, verifier
+from webhook import images, policy, workloads
+from webhook.signatures import bundles, keys, settings, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                        workloads.EPHEMERAL]
@@ -104,9 +104,9 @@ def matches(patterns: list[str], image: str) -> bool:
     """A glob matches the image as written or its normalised repository."""
     names = [image, image.split("@")[0]]
     try:
-        ref = references.parse(image)
-        names += [ref.name, f"{ref.name}:{ref.tag}" if ref.tag else ref.name]
-    except references.InvalidReference:
+        ref = images.parse(image)
+        names += [ref.name, f"{ref.name}:{ref.pull_tag}" if ref.pull_tag else ref.name]
+    except images.InvalidReference:
         pass
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import Field
 
-from webhook import errors, policy, workloads
-from webhook.signatures import references, settings, verifier
+from webhook import errors, images, policy, workloads
+from webhook.signatures import settings, verifier
 
 DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
                                   if not spec.template_mutable} - {"Pod"})
@@ -66,7 +66,7 @@ class PinImageDigests(policy.Policy):
             self.setup(None)
         assert self.verifier is not None
         deadline = time.monotonic() + self.budget
-        targets: list[tuple[workloads.ContainerView, references.Reference]] = []
+        targets: list[tuple[workloads.ContainerView, images.Reference]] = []
         for _, container in workload.containers():
             image = container.image
             if container.kind not in params.containerKinds or image is None or "@" in image:
@@ -74,8 +74,8 @@ class PinImageDigests(policy.Policy):
             if not any(fnmatch.fnmatchcase(image, p) for p in params.images):
                 continue
             try:
-                targets.append((container, references.parse(image)))
-            except references.InvalidReference as exc:
+                targets.append((container, images.parse(image)))
+            except images.InvalidReference as exc:
                 raise errors.PolicyError(self.name, f"container {container.name!r}: {exc}"
                                          ) from exc
         unique = {str(ref): ref for _, ref in targets}

@@ -17,6 +17,9 @@ DEFAULT_REGISTRY = "docker.io"
 OFFICIAL_NAMESPACE = "library"
 # Old spellings of Docker Hub that the runtime rewrites to docker.io.
 DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
+DOCKER_HUB_API = "registry-1.docker.io"  # the host that serves docker.io's distribution API
+# A content digest as registries compute them (what a manifest reference is checked against).
+DIGEST = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
@@ -49,6 +52,24 @@ class Reference:
     def implicit_tag(self) -> bool:
         """True when the runtime would pull `:latest` because neither tag nor digest is set."""
         return self.tag is None and self.digest is None
+
+    @property
+    def pull_tag(self) -> str | None:
+        """The tag the runtime pulls: the tag, `latest` when none is written, None by digest."""
+        return "latest" if self.implicit_tag else self.tag
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest when pinned, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def api_host(self) -> str:
+        """The host that serves the distribution API for `registry`."""
+        return DOCKER_HUB_API if self.registry == DEFAULT_REGISTRY else self.registry
+
+    def with_digest(self, digest: str) -> Reference:
+        return Reference(self.registry, self.repository, self.tag, digest, self.original)
 
     def __str__(self) -> str:
         text = self.name

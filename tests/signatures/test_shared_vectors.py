@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook.signatures import bundles, cosign, keys, references, registry
+from webhook import images
+from webhook.signatures import bundles, cosign, keys, registry
 from webhook.signatures.cosign import Result
 
 CONFORMANCE_IDENTITY = bundles.Identity(
@@ -36,7 +37,7 @@ def legacy(sigs: Path, case: str, *public: str,
     signature = cosign.parse_sigstore_json((folder / "signature-1").read_bytes(), str(folder))
     digest = registry.sha256_digest((folder / "manifest.json").read_bytes())
     return cosign.verify(signature, digest, [key(sigs / "containers-image" / p) for p in public],
-                         identity=references.parse(identity) if identity else None)
+                         identity=images.parse(identity) if identity else None)
 
 
 def test_cosign_key_signature(sigs: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook import config, errors
-from webhook.signatures import cache, references, registry, settings
+from webhook import config, errors, images
+from webhook.signatures import cache, registry, settings
 
 
 @pytest.mark.parametrize(("image", "expected"), [
@@ -25,23 +25,23 @@ from webhook.signatures import cache, references, registry, settings
     ("ghcr.io/a/b:1@sha256:" + "b" * 64, ("ghcr.io", "a/b", "1", "sha256:" + "b" * 64)),
 ])
 def test_parse(image: str, expected: tuple[str, str, str | None, str | None]) -> None:
-    ref = references.parse(image)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == expected
+    ref = images.parse(image)
+    assert (ref.registry, ref.repository, ref.pull_tag, ref.digest) == expected
 
 
 def test_docker_hub_api_host_and_signature_tags() -> None:
-    ref = references.parse("nginx")
+    ref = images.parse("nginx")
     assert ref.api_host == "registry-1.docker.io" and ref.name == "docker.io/library/nginx"
-    assert references.signature_tag("sha256:ab", ".sig") == "sha256-ab.sig"
+    assert registry.signature_tag("sha256:ab", ".sig") == "sha256-ab.sig"
 
 
 @pytest.mark.parametrize(("image", "complaint"), [
-    ("", "empty"), ("Nginx", "repository"), ("ghcr.io/a/b@sha256:xyz", "not a digest"),
+    ("", "empty"), ("Nginx", "repository"), ("ghcr.io/a/b@sha256:xyz", "invalid digest"),
     ("a/b:-bad", "tag"), (" nginx", "whitespace"),
 ])
 def test_invalid_references_say_what_is_wrong(image: str, complaint: str) -> None:
-    with pytest.raises(references.InvalidReference, match=complaint):
-        references.parse(image)
+    with pytest.raises(images.InvalidReference, match=complaint):
+        images.parse(image)
 
 
 def test_ttl_cache_expires_and_evicts_least_recently_used() -> None:

@@ -1,6 +1,5 @@
 """Rejecting unsigned images: an OCI registry client and cosign / sigstore verification.
 
-    references  image reference parsing with the docker.io rules
     settings    the `registries:` section of mlgate.yaml, credentials
     registry    async OCI distribution client (auth, manifests, blobs, referrers)
     keys        signer public keys, raw signature checks
@@ -11,6 +10,6 @@
     metrics     Prometheus metrics of all of the above
 """
 
-from webhook.signatures import bundles, cache, cosign, keys, references, registry, settings
+from webhook.signatures import bundles, cache, cosign, keys, registry, settings
 
-__all__ = ["bundles", "cache", "cosign", "keys", "references", "registry", "settings"]
+__all__ = ["bundles", "cache", "cosign", "keys", "registry", "settings"]

@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.signatures import keys, references
+from webhook import images
+from webhook.signatures import keys
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -64,14 +65,14 @@ def parse_sigstore_json(data: bytes, where: str = "") -> Signature:
                      annotations, where)
 
 
-def _identity_matches(claimed: Any, image: references.Reference) -> bool:
+def _identity_matches(claimed: Any, image: images.Reference) -> bool:
     """containers-image's matchRepoDigestOrExact: a repository-only identity matches the
     repository; a tagged (or digested) identity must be exactly the image's reference."""
     if not isinstance(claimed, str):
         return False
     try:
-        parsed = references.parse(claimed)
-    except references.InvalidReference:
+        parsed = images.parse(claimed)
+    except images.InvalidReference:
         return False
     if parsed.name != image.name:
         return False
@@ -79,13 +80,13 @@ def _identity_matches(claimed: Any, image: references.Reference) -> bool:
     if parsed.digest:
         return parsed.digest == image.digest
     if explicit_tag:
-        return parsed.tag == image.tag
+        return parsed.pull_tag == image.pull_tag
     return True
 
 
 def verify(signature: Signature, digest: str, public_keys: Sequence[tuple[str, keys.PublicKey]],
            annotations: Mapping[str, str] | None = None,
-           identity: references.Reference | None = None) -> Result:
+           identity: images.Reference | None = None) -> Result:
     """Check one legacy signature for the image `digest` against named public keys.
 
     Valid when the signature verifies with one key over the exact payload bytes, the

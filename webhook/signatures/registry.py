@@ -34,7 +34,8 @@ from typing import Any
 import certifi
 import httpx
 
-from webhook.signatures import metrics, references, settings
+from webhook import images
+from webhook.signatures import metrics, settings
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -159,7 +160,7 @@ class Client:
                 loop.call_soon_threadsafe(functools.partial(loop.create_task, client.aclose()))
         self._clients = weakref.WeakKeyDictionary()
 
-    def _base(self, ref: references.Reference) -> str:
+    def _base(self, ref: images.Reference) -> str:
         scheme = "http" if self.config.is_insecure(ref.registry) else "https"
         return f"{scheme}://{ref.api_host}/v2/{ref.repository}"
 
@@ -170,7 +171,7 @@ class Client:
             raise DeadlineExceeded(f"registry {registry} did not answer before the deadline")
         return remaining
 
-    async def _send(self, method: str, url: str, ref: references.Reference, deadline: float,
+    async def _send(self, method: str, url: str, ref: images.Reference, deadline: float,
                     operation: str, headers: dict[str, str] | None = None,
                     auth: str | None = None) -> httpx.Response:
         headers = dict(headers or {})
@@ -195,7 +196,7 @@ class Client:
             metrics.REGISTRY_LATENCY.labels(operation, outcome).observe(
                 time.monotonic() - started)
 
-    async def _token(self, ref: references.Reference, challenge: dict[str, str],
+    async def _token(self, ref: images.Reference, challenge: dict[str, str],
                      deadline: float) -> str:
         realm = challenge.get("realm")
         if not realm:
@@ -234,7 +235,7 @@ class Client:
             return None
         return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
-    async def _get(self, ref: references.Reference, url: str, deadline: float, operation: str,
+    async def _get(self, ref: images.Reference, url: str, deadline: float, operation: str,
                    headers: dict[str, str] | None = None, method: str = "GET") -> httpx.Response:
         """A request with the registry's auth dance: cached token, challenge, one retry."""
         cached = self._tokens.get((ref.registry, ref.repository))
@@ -262,7 +263,7 @@ class Client:
         return response
 
     # -- the API ---------------------------------------------------------------
-    async def manifest(self, ref: references.Reference, reference: str | None = None,
+    async def manifest(self, ref: images.Reference, reference: str | None = None,
                        deadline: float | None = None) -> Manifest | None:
         """The manifest at a tag or digest (default: the ref's own); None when absent."""
         deadline = deadline if deadline is not None else time.monotonic() + 10
@@ -276,7 +277,7 @@ class Client:
         if len(body) > MAX_MANIFEST_BYTES:
             raise BadResponse(f"registry {ref.registry}: manifest {reference} is over 4 MiB")
         digest = sha256_digest(body)
-        if references.DIGEST.match(reference) and not check_digest(body, reference):
+        if images.DIGEST.match(reference) and not check_digest(body, reference):
             raise BadResponse(f"registry {ref.registry} returned content for {reference} whose "
                               f"digest is {digest}")
         try:
@@ -290,7 +291,7 @@ class Client:
                          response.headers.get("Content-Type", "").split(";")[0].strip())
         return Manifest(digest, media_type, body, data)
 
-    async def head(self, ref: references.Reference, deadline: float) -> str | None:
+    async def head(self, ref: images.Reference, deadline: float) -> str | None:
         """The digest the registry claims for the ref (a hint; GET to know)."""
         url = f"{self._base(ref)}/manifests/{ref.reference}"
         response = await self._get(ref, url, deadline, "head", {"Accept": ACCEPT}, "HEAD")
@@ -300,7 +301,7 @@ class Client:
         digest = response.headers.get("Docker-Content-Digest")
         return str(digest) if digest else None
 
-    async def blob(self, ref: references.Reference, digest: str, deadline: float) -> bytes:
+    async def blob(self, ref: images.Reference, digest: str, deadline: float) -> bytes:
         url = f"{self._base(ref)}/blobs/{digest}"
         response = await self._get(ref, url, deadline, "blob")
         _raise_for_status(response, ref, f"blob {digest}")
@@ -312,7 +313,7 @@ class Client:
                               f"match {digest}")
         return body
 
-    async def referrers(self, ref: references.Reference, digest: str, artifact_type: str,
+    async def referrers(self, ref: images.Reference, digest: str, artifact_type: str,
                         deadline: float) -> list[dict[str, Any]]:
         """Descriptors of manifests whose subject is `digest`, of one artifactType."""
         url = f"{self._base(ref)}/referrers/{digest}"
@@ -327,12 +328,18 @@ class Client:
         if isinstance(data, dict) and isinstance(data.get("manifests"), list):
             items = data["manifests"]
         else:  # no referrers API: the tag schema
-            index = await self.manifest(ref, references.signature_tag(digest), deadline)
+            index = await self.manifest(ref, signature_tag(digest), deadline)
             items = index.descriptors() if index is not None and index.is_index else []
         return [d for d in items if isinstance(d, dict) and d.get("artifactType") == artifact_type]
 
 
-def _raise_for_status(response: httpx.Response, ref: references.Reference, what: str) -> None:
+def signature_tag(digest: str, suffix: str = "") -> str:
+    """`sha256:abc` -> `sha256-abc` (+ `.sig`): where cosign stores what refers to a digest."""
+    algorithm, _, hex_digits = digest.partition(":")
+    return f"{algorithm}-{hex_digits}{suffix}"
+
+
+def _raise_for_status(response: httpx.Response, ref: images.Reference, what: str) -> None:
     if response.status_code == 200:
         return
     if response.status_code == 403:

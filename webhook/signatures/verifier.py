@@ -19,13 +19,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from webhook import images
 from webhook.signatures import (
     bundles,
     cache,
     cosign,
     keys,
     metrics,
-    references,
     registry,
     settings,
 )
@@ -110,7 +110,7 @@ class Verifier:
         await self.client.aclose()
 
     # -- tag -> digest -----------------------------------------------------------
-    async def resolve(self, ref: references.Reference, deadline: float) -> str:
+    async def resolve(self, ref: images.Reference, deadline: float) -> str:
         """The digest the ref names now (GET the manifest, hash its bytes)."""
         if ref.digest:
             return ref.digest
@@ -139,7 +139,7 @@ class Verifier:
         return str(await self._coalesced(("resolve", key), fetch, deadline, ref))
 
     async def _coalesced(self, key: Any, work: Any, deadline: float,
-                         ref: references.Reference) -> Any:
+                         ref: images.Reference) -> Any:
         joined = self.coalescer.joined
         try:
             return await self.coalescer.run(key, work, max(deadline - time.monotonic(), 0.0))
@@ -154,8 +154,8 @@ class Verifier:
     async def check(self, image: str, authorities: Authorities, deadline: float) -> Verdict:
         """The verdict on `image` for `authorities`, within `deadline` (monotonic)."""
         try:
-            ref = references.parse(image)
-        except references.InvalidReference as exc:
+            ref = images.parse(image)
+        except images.InvalidReference as exc:
             return self._count(Verdict(image, reasons=(str(exc),)))
         try:
             digest = await self.resolve(ref, deadline)
@@ -164,7 +164,7 @@ class Verifier:
         except registry.RegistryError as exc:
             return self._count(Verdict(image, error=str(exc)))
         pinned = ref.with_digest(digest)
-        key = (digest, pinned.name, pinned.tag if authorities.check_identity else None,
+        key = (digest, pinned.name, pinned.pull_tag if authorities.check_identity else None,
                authorities.fingerprint)
         for store, label in ((self.verified, "verified"), (self.negative, "negative")):
             hit = store.get(key)
@@ -193,10 +193,10 @@ class Verifier:
         metrics.VERIFICATIONS.labels(result, verdict.source).inc()
         return verdict
 
-    async def _legacy(self, ref: references.Reference, deadline: float,
+    async def _legacy(self, ref: images.Reference, deadline: float,
                       ) -> list[cosign.Signature]:
         assert ref.digest is not None
-        tag = references.signature_tag(ref.digest, ".sig")
+        tag = registry.signature_tag(ref.digest, ".sig")
         manifest = await self.client.manifest(ref, tag, deadline)
         if manifest is None:
             return []
@@ -214,7 +214,7 @@ class Verifier:
                 {str(k): str(v) for k, v in annotations.items()}, f"{tag} layer {index}"))
         return signatures
 
-    async def _bundles(self, ref: references.Reference, deadline: float,
+    async def _bundles(self, ref: images.Reference, deadline: float,
                        ) -> list[tuple[str, bytes]]:
         assert ref.digest is not None
         found = await self.client.referrers(ref, ref.digest, bundles.BUNDLE_V03, deadline)
@@ -228,7 +228,7 @@ class Verifier:
         return [(f"bundle referrer {digest[:19]}", blob)
                 for (digest, _), blob in zip(wanted, blobs, strict=True)]
 
-    async def _verify(self, ref: references.Reference, authorities: Authorities,
+    async def _verify(self, ref: images.Reference, authorities: Authorities,
                       deadline: float) -> Verdict:
         assert ref.digest is not None
         legacy, attached = await asyncio.gather(self._legacy(ref, deadline),
@@ -267,6 +267,6 @@ class Verifier:
         if errors and not reasons:
             return Verdict(str(ref), ref.digest, error="; ".join(errors))
         if not reasons:
-            reasons.append(f"no signatures: neither a {references.signature_tag(ref.digest)}"
+            reasons.append(f"no signatures: neither a {registry.signature_tag(ref.digest)}"
                            f".sig tag nor sigstore bundle referrers")
         return Verdict(str(ref), ref.digest, reasons=tuple(reasons + errors))

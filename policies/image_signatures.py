@@ -20,11 +20,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from webhook import images, policy, workloads
-from webhook.signatures import bundles, keys, settings, verifier
+from webhook.signatures import bundles, keys, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                        workloads.EPHEMERAL]
-MARGIN = 0.2  # seconds kept between our deadline and the engine's policy timeout
 
 
 class Key(policy.Params):
@@ -124,15 +123,7 @@ class ImageSignatures(policy.Policy):
         self._authorities: dict[str, verifier.Authorities] = {}
 
     def setup(self, settings_: Any) -> None:
-        registries = getattr(settings_, "registries", None)
-        if not isinstance(registries, settings.Registries):
-            registries = settings.Registries.model_validate(registries or {})
-        own = getattr(settings_, "policies", {}).get(self.name)
-        timeout = getattr(own, "timeout", 2.0)
-        request_deadline = getattr(settings_, "deadline", 4.0)
-        self.budget = max(0.05, min(registries.deadline, timeout - MARGIN,
-                                    request_deadline - MARGIN))
-        self.verifier = verifier.Verifier(registries)
+        self.verifier, self.budget = verifier.for_policy(self.name, settings_)
 
     def check_params(self, params: Params) -> None:
         for rule in params.rules:

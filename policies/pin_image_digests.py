@@ -16,11 +16,10 @@ from typing import Any
 from pydantic import Field
 
 from webhook import errors, images, policy, workloads
-from webhook.signatures import settings, verifier
+from webhook.signatures import verifier
 
 DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
                                   if not spec.template_mutable} - {"Pod"})
-MARGIN = 0.2
 
 
 class Params(policy.Params):
@@ -44,15 +43,7 @@ class PinImageDigests(policy.Policy):
         self.budget = 1.5
 
     def setup(self, settings_: Any) -> None:
-        registries = getattr(settings_, "registries", None)
-        if not isinstance(registries, settings.Registries):
-            registries = settings.Registries.model_validate(registries or {})
-        own = getattr(settings_, "policies", {}).get(self.name)
-        timeout = getattr(own, "timeout", 2.0)
-        request_deadline = getattr(settings_, "deadline", 4.0)
-        self.budget = max(0.05, min(registries.deadline, timeout - MARGIN,
-                                    request_deadline - MARGIN))
-        self.verifier = verifier.Verifier(registries)
+        self.verifier, self.budget = verifier.for_policy(self.name, settings_)
 
     def close(self) -> None:
         if self.verifier is not None:

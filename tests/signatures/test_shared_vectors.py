@@ -4,13 +4,15 @@ the same verification functions as registry signatures, with the verdicts SOURCE
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
 from webhook import images
-from webhook.signatures import bundles, cosign, keys, registry
+from webhook.signatures import bundles, cosign, fulcio, keys, registry
 from webhook.signatures.cosign import Result
 
 CONFORMANCE_IDENTITY = bundles.Identity(
@@ -70,11 +72,125 @@ def test_modified_manifest_and_digest_error(sigs: Path) -> None:
     assert not broken.valid and "sha256:634a8f35" in broken.reason
 
 
-def test_legacy_keyless_is_not_accepted_by_keys(sigs: Path) -> None:
-    # Valid upstream with Fulcio + Rekor + identity; mlgate checks keyless signatures in
-    # bundles only, so with keys it must be (and is) rejected, never accepted.
-    result = legacy(sigs, "dir-img-cosign-fulcio-rekor-valid", "cosign.pub", "cosign2.pub")
+KEYLESS_CASE = "dir-img-cosign-fulcio-rekor-valid"
+MITR = bundles.Identity(issuer="https://github.com/login/oauth", subject="mitr@redhat.com")
+
+
+def keyless(sigs: Path, identities: list[bundles.Identity], *, drop: str = "",
+            trust: fulcio.TrustRoot | None = None) -> cosign.Result:
+    """The containers-image keyless fixture through fulcio.verify, trusting
+    fulcio_v1.crt.pem (the root only) + rekor.pub unless `trust` says otherwise;
+    `drop` removes one layer annotation first (variants are built in memory)."""
+    folder = sigs / "containers-image" / KEYLESS_CASE
+    signature = cosign.parse_sigstore_json((folder / "signature-1").read_bytes(), str(folder))
+    if drop:
+        assert drop in signature.annotations
+        signature = dataclasses.replace(signature, annotations={
+            k: v for k, v in signature.annotations.items() if k != drop})
+    digest = registry.sha256_digest((folder / "manifest.json").read_bytes())
+    if trust is None:
+        trust = fulcio.TrustRoot.from_pem(
+            [(sigs / "containers-image" / "fulcio_v1.crt.pem").read_bytes()],
+            [(sigs / "containers-image" / "rekor.pub").read_bytes()])
+    return fulcio.verify(signature, digest, identities, trust,
+                         identity=images.parse("192.168.64.2:5000/cosign-signed/fulcio-rekor-1"))
+
+
+def test_legacy_keyless_valid_with_fulcio_root_rekor_and_identity(sigs: Path) -> None:
+    result = keyless(sigs, [MITR])
+    assert result.valid, result.reason
+    assert result.signer == "mitr@redhat.com (https://github.com/login/oauth)"
+    by_regexp = keyless(sigs, [bundles.Identity(issuer_regexp=r"^https://github\.com/",
+                                                subject_regexp=r"@redhat\.com$")])
+    assert by_regexp.valid, by_regexp.reason
+
+
+def test_legacy_keyless_other_email_is_invalid(sigs: Path) -> None:
+    result = keyless(sigs, [bundles.Identity(issuer="https://github.com/login/oauth",
+                                             subject="eve@example.com")])
     assert not result.valid
+    assert "certificate is for mitr@redhat.com (https://github.com/login/oauth)" in result.reason
+    other_issuer = keyless(sigs, [bundles.Identity(issuer="https://accounts.google.com",
+                                                   subject="mitr@redhat.com")])
+    assert not other_issuer.valid and "not mitr@redhat.com from https://accounts.google.com" \
+        in other_issuer.reason
+
+
+def test_legacy_keyless_without_set_is_invalid(sigs: Path) -> None:
+    result = keyless(sigs, [MITR], drop=fulcio.BUNDLE_ANNOTATION)
+    assert not result.valid and "no Rekor SET" in result.reason
+
+
+def test_legacy_keyless_without_certificate_is_invalid(sigs: Path) -> None:
+    result = keyless(sigs, [MITR], drop=cosign.CERTIFICATE_ANNOTATION)
+    assert not result.valid
+    assert f"no {cosign.CERTIFICATE_ANNOTATION} annotation" in result.reason
+
+
+def test_legacy_keyless_without_chain_and_only_the_root_is_invalid(sigs: Path) -> None:
+    result = keyless(sigs, [MITR], drop=fulcio.CHAIN_ANNOTATION)
+    assert not result.valid and "does not chain to" in result.reason
+    # The production trusted root also holds the intermediate: then no chain is needed.
+    production = fulcio.TrustRoot.from_trusted_root(
+        str(sigs / "sigstore-python" / "production" / "trusted_root.json"))
+    assert keyless(sigs, [MITR], drop=fulcio.CHAIN_ANNOTATION, trust=production).valid
+
+
+def test_legacy_keyless_against_production_trusted_roots(sigs: Path) -> None:
+    for root in (sigs / "sigstore-python" / "production" / "trusted_root.json",
+                 sigs / "cosign" / "trusted_root_pgi.json"):
+        result = keyless(sigs, [MITR], trust=fulcio.TrustRoot.from_trusted_root(str(root)))
+        assert result.valid, (root, result.reason)
+    embedded = keyless(sigs, [MITR], trust=fulcio.trust_root())  # sigstore-python's copy
+    assert embedded.valid, embedded.reason
+
+
+def test_legacy_keyless_wrong_rekor_key_or_corrupt_set_is_invalid(sigs: Path) -> None:
+    wrong_log = fulcio.TrustRoot.from_pem(
+        [(sigs / "containers-image" / "fulcio_v1.crt.pem").read_bytes()],
+        [(sigs / "containers-image" / "cosign.pub").read_bytes()])
+    result = keyless(sigs, [MITR], trust=wrong_log)
+    assert not result.valid and "not trusted" in result.reason
+    folder = sigs / "containers-image" / KEYLESS_CASE
+    signature = cosign.parse_sigstore_json((folder / "signature-1").read_bytes(), str(folder))
+    bundle = json.loads(signature.annotations[fulcio.BUNDLE_ANNOTATION])
+    bundle["Payload"]["integratedTime"] += 1
+    trust = fulcio.TrustRoot.from_pem(
+        [(sigs / "containers-image" / "fulcio_v1.crt.pem").read_bytes()],
+        [(sigs / "containers-image" / "rekor.pub").read_bytes()])
+    with pytest.raises(fulcio.Rejected, match="SET does not verify"):
+        fulcio.verify_set(json.dumps(bundle), trust)
+
+
+def test_legacy_keyless_is_not_accepted_by_keys(sigs: Path) -> None:
+    result = legacy(sigs, KEYLESS_CASE, "cosign.pub", "cosign2.pub")
+    assert not result.valid and "keyless signature" in result.reason
+
+
+def test_sigstore_rs_keyless_vector(sigs: Path) -> None:
+    """A 2021 leaf issued directly by the historic root, with no OIDC-issuer extension,
+    logged as a `rekord` entry: valid with that root; a rule that requires an issuer, or
+    trusting only the 2021-10 root, rejects it."""
+    folder = sigs / "sigstore-rs" / "keyless"
+    payload = (folder / "payload.json").read_bytes()
+    signature = cosign.Signature(payload, (folder / "signature.b64").read_text().strip(), {
+        cosign.CERTIFICATE_ANNOTATION: (folder / "certificate.pem").read_text(),
+        fulcio.BUNDLE_ANNOTATION: (folder / "rekor_bundle.json").read_text()})
+    digest = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
+    rekor = [(folder / "rekor_public_key.pem").read_bytes()]
+
+    def trusting(root: str) -> fulcio.TrustRoot:
+        return fulcio.TrustRoot.from_pem([(folder / root).read_bytes()], rekor)
+
+    flavio = bundles.Identity(subject="flavio@castelli.me")
+    ok = fulcio.verify(signature, digest, [flavio], trusting("fulcio_root_2021-03.pem"))
+    assert ok.valid, ok.reason
+    needs_issuer = fulcio.verify(signature, digest, [bundles.Identity(
+        issuer="https://github.com/login/oauth", subject="flavio@castelli.me")],
+        trusting("fulcio_root_2021-03.pem"))
+    assert not needs_issuer.valid and "no issuer" in needs_issuer.reason
+    other_root = fulcio.verify(signature, digest, [flavio], trusting("fulcio_root_2021-10.pem"))
+    assert not other_root.valid and "does not chain to" in other_root.reason
 
 
 def test_sigstore_rs_vectors(sigs: Path) -> None:

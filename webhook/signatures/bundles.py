@@ -98,19 +98,24 @@ def certificate_identity(cert: x509.Certificate) -> tuple[str | None, list[str]]
     return issuer, sans
 
 
+def trusted_root_file(path: str | None = None) -> str:
+    """The trusted_root.json to use: `path`, or the production root sigstore-python ships.
+    Bundles (sigstore-python) and legacy keyless signatures (fulcio) read the same file."""
+    if path is None:
+        store = importlib.resources.files("sigstore") / "_store"
+        return str(store / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json")
+    if not Path(path).is_file():
+        raise ValueError(f"trusted root {path} does not exist")
+    return path
+
+
 @functools.lru_cache(maxsize=8)
 def trusted_root(path: str | None = None) -> Any:
     """A sigstore TrustedRoot from a file; default: the production root sigstore-python
     ships (no network: a TUF refresh is never attempted)."""
     from sigstore.models import TrustedRoot
 
-    if path is None:
-        store = importlib.resources.files("sigstore") / "_store"
-        embedded = store / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json"
-        return TrustedRoot.from_file(str(embedded))
-    if not Path(path).is_file():
-        raise ValueError(f"trusted root {path} does not exist")
-    return TrustedRoot.from_file(path)
+    return TrustedRoot.from_file(trusted_root_file(path))
 
 
 def _policy(identities: Sequence[Identity]) -> Any:

@@ -94,9 +94,6 @@ def verify(signature: Signature, digest: str, public_keys: Sequence[tuple[str, k
     `identity` is given, names that image (repository, or exact tagged reference).
     """
     if not signature.signature:
-        if signature.annotations.get(CERTIFICATE_ANNOTATION):
-            return Result(False, "keyless legacy signature (certificate, no key); mlgate "
-                                 "verifies keyless signatures from sigstore bundles")
         return Result(False, f"no {SIGNATURE_ANNOTATION} annotation")
     try:
         raw = base64.b64decode(signature.signature, validate=True)
@@ -106,28 +103,37 @@ def verify(signature: Signature, digest: str, public_keys: Sequence[tuple[str, k
                    if keys.verifies(key, raw, signature.payload)), None)
     if signer is None:
         names = ", ".join(name for name, _ in public_keys) or "none configured"
-        return Result(False, f"the signature does not verify with the rule's keys ({names})")
+        keyless = (" (it is a keyless signature: a Fulcio certificate, for a rule's keyless "
+                   "identities)" if signature.annotations.get(CERTIFICATE_ANNOTATION) else "")
+        return Result(False, f"the signature does not verify with the rule's keys "
+                             f"({names}){keyless}")
+    why = check_payload(signature.payload, digest, annotations, identity)
+    return Result(not why, why, signer)
+
+
+def check_payload(payload_bytes: bytes, digest: str, annotations: Mapping[str, str] | None = None,
+                  identity: images.Reference | None = None) -> str:
+    """Why a (verified) simple-signing payload does not sign the image `digest` ("" when it
+    does): its type, its manifest digest, the required `optional` annotations and, when
+    `identity` is given, its docker-reference. Key-based and keyless signatures share it."""
     try:
-        payload = json.loads(signature.payload)
+        payload = json.loads(payload_bytes)
         critical = payload["critical"]
         claimed_digest = critical["image"]["docker-manifest-digest"]
         payload_type = critical.get("type")
     except (ValueError, KeyError, TypeError):
-        return Result(False, "the payload is not a simple-signing document "
-                             "(critical.image.docker-manifest-digest missing)", signer)
+        return ("the payload is not a simple-signing document "
+                "(critical.image.docker-manifest-digest missing)")
     if payload_type not in PAYLOAD_TYPES:
-        return Result(False, f"the payload type is {payload_type!r}, not a container image "
-                             f"signature", signer)
+        return f"the payload type is {payload_type!r}, not a container image signature"
     if claimed_digest != digest:
-        return Result(False, f"the payload signs {claimed_digest}, not this image's {digest}",
-                      signer)
+        return f"the payload signs {claimed_digest}, not this image's {digest}"
     optional = payload.get("optional") if isinstance(payload.get("optional"), dict) else {}
     for key, value in (annotations or {}).items():
         if optional.get(key) != value:
-            return Result(False, f"annotation {key}={value!r} required, the payload has "
-                                 f"{optional.get(key)!r}", signer)
+            return f"annotation {key}={value!r} required, the payload has {optional.get(key)!r}"
     if identity is not None:
         claimed = (critical.get("identity") or {}).get("docker-reference")
         if not _identity_matches(claimed, identity):
-            return Result(False, f"the payload names {claimed!r}, not {identity}", signer)
-    return Result(True, "", signer)
+            return f"the payload names {claimed!r}, not {identity}"
+    return ""

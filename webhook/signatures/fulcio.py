@@ -1,0 +1,431 @@
+"""Legacy keyless cosign signatures: a simple-signing payload signed under a Fulcio certificate.
+
+Before bundles, `cosign sign` without a key stored on the `.sig` layer, next to the
+signature: `dev.sigstore.cosign/certificate` (the short-lived Fulcio leaf, PEM),
+`dev.sigstore.cosign/chain` (its intermediates and root, PEM) and `dev.sigstore.cosign/bundle`
+(Rekor's signed entry timestamp, the SET). The leaf lives ten minutes, so the signature is
+trusted because Rekor vouches that it was logged while the leaf was valid: the SET, signed by
+a trusted Rekor key, carries the entry's integratedTime, and the certificate path is checked
+at that time, not now. Trust comes from a `TrustRoot`: the Fulcio CAs and Rekor keys of a
+sigstore trusted_root.json (the production one sigstore-python ships, by default) or PEM files.
+Not checked: the certificate's embedded SCT (CT log) and Rekor inclusion proofs, which the
+legacy layer does not carry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from webhook import images
+from webhook.signatures import bundles, cosign, keys
+
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+MAX_CHAIN = 8  # certificates between the leaf and a root; Fulcio uses one
+
+
+class Rejected(Exception):
+    """A keyless signature that is not valid; the message says why."""
+
+
+def _covers(start: datetime | None, end: datetime | None, when: datetime) -> bool:
+    return (start is None or start <= when) and (end is None or when <= end)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A Fulcio CA: its root (the trust anchor), intermediates, and when it issued."""
+
+    root: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    name: str = "Fulcio"
+
+
+@dataclass(frozen=True)
+class Log:
+    """A Rekor log: its key, its log ID (sha256 of the key's DER SubjectPublicKeyInfo)."""
+
+    key: keys.PublicKey
+    log_id: str
+    start: datetime | None = None
+    end: datetime | None = None
+    name: str = "Rekor"
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _instant(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {value!r} is not an RFC 3339 time") from exc
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """The Fulcio CAs and Rekor logs keyless signatures are checked against."""
+
+    authorities: tuple[Authority, ...]
+    logs: tuple[Log, ...]
+    source: str = ""
+
+    @classmethod
+    def from_pem(cls, fulcio: Sequence[bytes | str], rekor: Sequence[bytes | str],
+                 source: str = "PEM files") -> TrustRoot:
+        """Each `fulcio` item is one CA: PEM certificates, intermediates first, root last
+        (the last one is the trust anchor). Each `rekor` item is a Rekor public key."""
+        authorities = []
+        for index, pem in enumerate(fulcio):
+            data = pem.encode() if isinstance(pem, str) else pem
+            try:
+                certs = x509.load_pem_x509_certificates(data)
+            except ValueError as exc:
+                raise ValueError(f"{source}: Fulcio CA {index + 1} is not PEM certificates: "
+                                 f"{exc}") from exc
+            authorities.append(Authority(certs[-1], tuple(certs[:-1]),
+                                         name=f"Fulcio CA {index + 1} of {source}"))
+        logs = []
+        for index, pem in enumerate(rekor):
+            key = keys.load(pem, f"{source}: Rekor key {index + 1}")
+            logs.append(Log(key, hashlib.sha256(_spki(key)).hexdigest(),
+                            name=f"Rekor key {index + 1} of {source}"))
+        return cls(tuple(authorities), tuple(logs), source)
+
+    @classmethod
+    def from_trusted_root(cls, path: str) -> TrustRoot:
+        """The `certificateAuthorities` and `tlogs` of a sigstore trusted_root.json."""
+        try:
+            data = json.loads(Path(path).read_bytes())
+            authorities = tuple(cls._authority(ca, f"{path}: certificateAuthorities[{i}]")
+                                for i, ca in enumerate(data.get("certificateAuthorities") or []))
+            logs = tuple(cls._log(log, f"{path}: tlogs[{i}]")
+                         for i, log in enumerate(data.get("tlogs") or []))
+        except OSError as exc:
+            raise ValueError(f"trusted root {path}: cannot read it: {exc.strerror}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
+                UnsupportedAlgorithm) as exc:
+            raise ValueError(f"trusted root {path} is not a sigstore trusted_root.json: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        return cls(authorities, logs, path)
+
+    @staticmethod
+    def _authority(ca: dict[str, Any], where: str) -> Authority:
+        certs = [x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"], validate=True))
+                 for c in ca["certChain"]["certificates"]]
+        if not certs:
+            raise ValueError(f"{where} has no certificates")
+        valid = ca.get("validFor") or {}
+        return Authority(certs[-1], tuple(certs[:-1]), _instant(valid.get("start"), where),
+                         _instant(valid.get("end"), where), str(ca.get("uri") or where))
+
+    @staticmethod
+    def _log(log: dict[str, Any], where: str) -> Log:
+        der = base64.b64decode(log["publicKey"]["rawBytes"], validate=True)
+        key = serialization.load_der_public_key(der)
+        pem = key.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        valid = log["publicKey"].get("validFor") or {}
+        return Log(keys.load(pem, where), hashlib.sha256(der).hexdigest(),
+                   _instant(valid.get("start"), where), _instant(valid.get("end"), where),
+                   str(log.get("baseUrl") or where))
+
+
+@functools.lru_cache(maxsize=8)
+def trust_root(path: str | None = None) -> TrustRoot:
+    """The trust root of a trusted_root.json; default: production, as for bundles."""
+    return TrustRoot.from_trusted_root(bundles.trusted_root_file(path))
+
+
+# -- the Rekor SET ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """A Rekor entry whose SET verified: when it was logged, by which log, what it holds."""
+
+    body: dict[str, Any]
+    integrated: datetime
+    log: Log
+    index: int
+
+
+def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
+    """Check cosign's `bundle` annotation: the SET is the log's signature over the canonical
+    JSON (sorted keys, no spaces) of {body, integratedTime, logID, logIndex}."""
+    try:
+        data = json.loads(bundle_annotation)
+        signed = base64.b64decode(data["SignedEntryTimestamp"], validate=True)
+        payload = data["Payload"]
+        body, log_id = payload["body"], payload["logID"]
+        integrated, index = payload["integratedTime"], payload["logIndex"]
+        if not (isinstance(body, str) and isinstance(log_id, str)
+                and type(integrated) is int and type(index) is int):
+            raise TypeError("body/logID must be strings, integratedTime/logIndex integers")
+        entry = json.loads(base64.b64decode(body, validate=True))
+        if not isinstance(entry, dict):
+            raise TypeError("the entry body is not a JSON object")
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise Rejected(f"the Rekor bundle annotation ({BUNDLE_ANNOTATION}) is malformed: "
+                       f"{type(exc).__name__}: {exc}") from exc
+    log = next((log for log in trust.logs if log.log_id == log_id.lower()), None)
+    if log is None:
+        trusted = ", ".join(f"{log.log_id[:16]}… ({log.name})" for log in trust.logs) or "none"
+        raise Rejected(f"the SET comes from Rekor log {log_id[:16]}…, which is not trusted "
+                       f"(trusted: {trusted})")
+    canonical = json.dumps({"body": body, "integratedTime": integrated, "logID": log_id,
+                            "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
+    if not keys.verifies(log.key, signed, canonical):
+        raise Rejected(f"the Rekor SET does not verify with the key of {log.name}")
+    when = datetime.fromtimestamp(integrated, UTC)
+    if not _covers(log.start, log.end, when):
+        raise Rejected(f"the entry was logged at {when:%Y-%m-%d %H:%M:%S}Z, outside the "
+                       f"validity of {log.name}")
+    return Entry(entry, when, log, index)
+
+
+def _check_entry(entry: Entry, payload: bytes, signature: bytes,
+                 leaf: x509.Certificate) -> None:
+    """The logged entry must record this signature, by this certificate, over this payload:
+    otherwise the SET vouches for something else."""
+    kind = entry.body.get("kind")
+    if kind not in ("hashedrekord", "rekord"):
+        raise Rejected(f"Rekor entry {entry.index} is a {kind!r} entry, not a hashedrekord of "
+                       f"this signature")
+    try:
+        spec = entry.body["spec"]
+        hashed = spec["data"]["hash"]
+        logged_sig = base64.b64decode(spec["signature"]["content"], validate=True)
+        logged_key = base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise Rejected(f"Rekor entry {entry.index} is malformed: {type(exc).__name__}: {exc}"
+                       ) from exc
+    if (hashed.get("algorithm") != "sha256"
+            or hashed.get("value") != hashlib.sha256(payload).hexdigest()):
+        raise Rejected(f"Rekor entry {entry.index} logs another payload (sha256 "
+                       f"{str(hashed.get('value'))[:16]}…), not this one")
+    if logged_sig != signature:
+        raise Rejected(f"Rekor entry {entry.index} logs another signature, not this one")
+    try:
+        logged = x509.load_pem_x509_certificate(logged_key)
+        same = logged == leaf
+    except ValueError:
+        try:
+            same = _spki(serialization.load_pem_public_key(logged_key)) == _spki(
+                leaf.public_key())
+        except (ValueError, UnsupportedAlgorithm):
+            same = False
+    if not same:
+        raise Rejected(f"Rekor entry {entry.index} logs another certificate or key, not this "
+                       f"signature's certificate")
+
+
+# -- the certificate path --------------------------------------------------------
+def _issued(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _label(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or f"serial {cert.serial_number:x}"
+
+
+def _check_ca(cert: x509.Certificate, below: int, when: datetime) -> None:
+    """`cert` issues `below` intermediates' worth of path: it must be a CA, allowed to sign
+    certificates that deep, and valid at `when`."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise Rejected(f"{_label(cert)} is not a CA (no basic constraints)") from None
+    if not constraints.ca:
+        raise Rejected(f"{_label(cert)} is not a CA (basic constraints CA:FALSE)")
+    if constraints.path_length is not None and constraints.path_length < below:
+        raise Rejected(f"{_label(cert)} allows {constraints.path_length} intermediates below "
+                       f"it, the path has {below}")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            raise Rejected(f"{_label(cert)} may not sign certificates (key usage)")
+    except x509.ExtensionNotFound:
+        pass
+    _check_time(cert, when)
+
+
+def _check_time(cert: x509.Certificate, when: datetime) -> None:
+    if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        raise Rejected(f"{_label(cert)} was not valid at {when:%Y-%m-%d %H:%M:%S}Z (valid "
+                       f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S}–"
+                       f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}Z)")
+
+
+def _check_unknown_critical(cert: x509.Certificate) -> None:
+    for ext in cert.extensions:
+        if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension):
+            raise Rejected(f"{_label(cert)} has an unknown critical extension "
+                           f"{ext.oid.dotted_string}")
+
+
+def _check_leaf(leaf: x509.Certificate, when: datetime) -> None:
+    """A Fulcio leaf: not a CA, for code signing, valid when the entry was logged."""
+    _check_unknown_critical(leaf)
+    try:
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise Rejected("the signing certificate is a CA certificate, not a Fulcio leaf")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usages = x509.ExtendedKeyUsage([])
+    if ExtendedKeyUsageOID.CODE_SIGNING not in usages:
+        raise Rejected("the signing certificate is not for code signing (extended key usage)")
+    try:
+        if not leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
+            raise Rejected("the signing certificate may not make signatures (key usage)")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        _check_time(leaf, when)
+    except Rejected as exc:
+        raise Rejected(f"the signing certificate {exc}; the Rekor entry was logged outside "
+                       f"its lifetime") from None
+
+
+def _path(leaf: x509.Certificate, candidates: Sequence[x509.Certificate],
+          authority: Authority, when: datetime) -> list[x509.Certificate]:
+    """Leaf, intermediates, root: a path from `leaf` to the authority's root, checked at
+    `when`. Rejected (with the reason) when no path exists or one on it is not valid."""
+    path = [leaf]
+    while len(path) <= MAX_CHAIN:
+        current = path[-1]
+        below = len(path) - 1  # intermediates already on the path
+        if _issued(authority.root, current):
+            _check_ca(authority.root, below, when)
+            return [*path, authority.root]
+        issuer = next((c for c in candidates if c not in path and _issued(c, current)), None)
+        if issuer is None:
+            break
+        _check_unknown_critical(issuer)
+        _check_ca(issuer, below, when)
+        path.append(issuer)
+    raise Rejected(f"the certificate does not chain to {authority.name} "
+                   f"({_label(authority.root)})")
+
+
+def verify_chain(leaf: x509.Certificate, chain: Sequence[x509.Certificate],
+                 trust: TrustRoot, when: datetime) -> list[x509.Certificate]:
+    """The path from `leaf` to a trusted Fulcio root that issued at `when`; `chain` holds
+    the intermediates the signature carries (a root in it is not trusted for being there)."""
+    _check_leaf(leaf, when)
+    reasons = []
+    for authority in trust.authorities:
+        if not _covers(authority.start, authority.end, when):
+            continue
+        try:
+            return _path(leaf, [*chain, *authority.intermediates], authority, when)
+        except Rejected as exc:
+            reasons.append(str(exc))
+    if not reasons:
+        raise Rejected(f"no trusted Fulcio CA was issuing at {when:%Y-%m-%d %H:%M:%S}Z "
+                       f"({trust.source or 'trust root'})")
+    raise Rejected(f"the signing certificate is not from a trusted Fulcio CA: "
+                   f"{'; '.join(reasons)}")
+
+
+# -- one signature ---------------------------------------------------------------
+def is_keyless(signature: cosign.Signature) -> bool:
+    return bool(signature.annotations.get(cosign.CERTIFICATE_ANNOTATION))
+
+
+def verify(signature: cosign.Signature, digest: str, identities: Sequence[bundles.Identity],
+           trust: TrustRoot, annotations: Mapping[str, str] | None = None,
+           identity: images.Reference | None = None) -> cosign.Result:
+    """Check one legacy keyless signature for the image `digest`.
+
+    Valid when the signature verifies over the exact payload bytes with the leaf's key,
+    a trusted Rekor log's SET vouches for an entry recording that signature and leaf, the
+    leaf chains to a trusted Fulcio root at the entry's integratedTime, the leaf's identity
+    (SAN and OIDC issuer) is one of `identities`, and the payload signs `digest` (with the
+    required annotations and, when given, `identity`), as for key-based signatures.
+    """
+    try:
+        return _verify(signature, digest, identities, trust, annotations, identity)
+    except Rejected as exc:
+        return cosign.Result(False, str(exc))
+
+
+def _load_certificates(signature: cosign.Signature) -> tuple[x509.Certificate,
+                                                               list[x509.Certificate]]:
+    pem = signature.annotations.get(cosign.CERTIFICATE_ANNOTATION, "")
+    if not pem:
+        raise Rejected(f"no {cosign.CERTIFICATE_ANNOTATION} annotation: a keyless signature "
+                       f"needs its Fulcio certificate")
+    try:
+        leaf = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise Rejected(f"{cosign.CERTIFICATE_ANNOTATION} is not a PEM certificate: {exc}"
+                       ) from exc
+    chain_pem = signature.annotations.get(CHAIN_ANNOTATION, "")
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem else []
+    except ValueError as exc:
+        raise Rejected(f"{CHAIN_ANNOTATION} is not PEM certificates: {exc}") from exc
+    return leaf, chain
+
+
+def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundles.Identity],
+            trust: TrustRoot, annotations: Mapping[str, str] | None,
+            identity: images.Reference | None) -> cosign.Result:
+    if not identities:
+        raise Rejected("keyless signature (a Fulcio certificate), and the rule has no keyless "
+                       "identities")
+    leaf, chain = _load_certificates(signature)
+    if not signature.signature:
+        raise Rejected(f"no {cosign.SIGNATURE_ANNOTATION} annotation")
+    try:
+        raw = base64.b64decode(signature.signature, validate=True)
+    except binascii.Error:
+        raise Rejected(f"{cosign.SIGNATURE_ANNOTATION} is not base64") from None
+    try:
+        key = keys.load(leaf.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            "the signing certificate")
+    except (keys.BadKey, UnsupportedAlgorithm) as exc:
+        raise Rejected(str(exc)) from exc
+    if not keys.verifies(key, raw, signature.payload):
+        raise Rejected("the signature does not verify with the signing certificate's key")
+    bundle = signature.annotations.get(BUNDLE_ANNOTATION, "")
+    if not bundle:
+        raise Rejected(f"no Rekor SET ({BUNDLE_ANNOTATION} annotation): without the "
+                       f"transparency log's time the short-lived certificate cannot be trusted")
+    entry = verify_set(bundle, trust)
+    _check_entry(entry, signature.payload, raw, leaf)
+    verify_chain(leaf, chain, trust, entry.integrated)
+    issuer, sans = bundles.certificate_identity(leaf)
+    signer = f"{', '.join(sans) or 'no subject'} ({issuer or 'no issuer'})"
+    if not any(wanted.matches(issuer, sans) for wanted in identities):
+        raise Rejected(f"the certificate is for {signer}, not "
+                       f"{' or '.join(map(str, identities))}")
+    why = cosign.check_payload(signature.payload, digest, annotations, identity)
+    return cosign.Result(not why, why, signer)

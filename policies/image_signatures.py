@@ -1,10 +1,12 @@
 """Reject images that are not signed by the rule's keys or keyless identities.
 
 An image matched by a rule must carry at least one valid signature from that rule's
-authorities: a cosign legacy `.sig` signature, or a sigstore bundle (keyless or key-based)
-attached as an OCI referrer. The image is resolved to its digest; what the digest names
-is what was signed (for a multi-arch image, the index). A registry that is down or slow
-gives the rule's failure mode within the request's deadline.
+authorities: a cosign legacy `.sig` signature (key-based, or keyless: a Fulcio certificate
+and a Rekor SET), or a sigstore bundle (keyless or key-based) attached as an OCI referrer.
+Keyless signatures of both kinds are trusted through `registries.trustedRoot` (default: the
+production Sigstore root sigstore-python ships). The image is resolved to its digest; what
+the digest names is what was signed (for a multi-arch image, the index). A registry that is
+down or slow gives the rule's failure mode within the request's deadline.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class Rule(policy.Params):
     name: str = Field(description="named in every message")
     images: list[str] = Field(min_length=1, description="globs, e.g. registry.example.com/ml/*")
     keys: list[Key] = []
-    keyless: list[Keyless] = []
+    keyless: list[Keyless] = Field(
+        default_factory=list, description="Fulcio identities: legacy `.sig` and bundles")
     annotations: dict[str, str] = Field(
         default_factory=dict, description="required in the signed payload's `optional`")
     checkIdentity: bool = Field(

@@ -11,6 +11,7 @@ verifier in webhook/signatures, on purpose.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -103,6 +106,23 @@ class Pusher:
         return self.manifest(repository, tag, body, OCI_INDEX)
 
 
+def append_sig_layer(pusher: Pusher, repository: str, digest: str, payload: bytes,
+                     annotations: dict[str, str]) -> None:
+    """Append one simple-signing layer to the `sha256-<hex>.sig` manifest of `digest`."""
+    layer = {"mediaType": SIMPLESIGNING, **pusher.blob(repository, payload),
+             "annotations": annotations}
+    tag = tag_for(digest, ".sig")
+    existing = pusher.get_manifest(repository, tag)
+    layers = (existing or {}).get("layers", []) + [layer]
+    config = pusher.blob(repository, json.dumps(
+        {"architecture": "", "os": "", "rootfs": {"type": "layers",
+         "diff_ids": [d["digest"] for d in layers]}}).encode())
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": {"mediaType": OCI_CONFIG, **config},
+                       "layers": layers}).encode()
+    pusher.manifest(repository, tag, body, OCI_MANIFEST)
+
+
 class Signer:
     """An ECDSA P-256 signer writing cosign-format signatures."""
 
@@ -135,18 +155,8 @@ class Signer:
         if tamper:  # what is stored differs from what was signed
             payload = payload.replace(b"cosign container image signature",
                                       b"cosign container image signaturE")
-        layer = {"mediaType": SIMPLESIGNING, **pusher.blob(repository, payload),
-                 "annotations": {"dev.cosignproject.cosign/signature": signature}}
-        tag = tag_for(digest, ".sig")
-        existing = pusher.get_manifest(repository, tag)
-        layers = (existing or {}).get("layers", []) + [layer]
-        config = pusher.blob(repository, json.dumps(
-            {"architecture": "", "os": "", "rootfs": {"type": "layers",
-             "diff_ids": [d["digest"] for d in layers]}}).encode())
-        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                           "config": {"mediaType": OCI_CONFIG, **config},
-                           "layers": layers}).encode()
-        pusher.manifest(repository, tag, body, OCI_MANIFEST)
+        append_sig_layer(pusher, repository, digest, payload,
+                         {"dev.cosignproject.cosign/signature": signature})
 
     def bundle_bytes(self, repository: str, digest: str,
                      predicate_type: str = SIGN_PREDICATE) -> bytes:
@@ -192,3 +202,136 @@ class Signer:
                                    "size": len(body), "artifactType": BUNDLE})
         pusher.manifest(repository, fallback, json.dumps(index).encode(), OCI_INDEX)
         return referrer
+
+
+def _ca_cert(subject: str, key: Any, issuer: Any, issuer_key: Any, start: datetime.datetime,
+             end: datetime.datetime) -> x509.Certificate:
+    """A CA certificate: self-signed root when `issuer` is None, else an intermediate."""
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlgate-test"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer.subject if issuer is not None else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(end)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None
+                                                    else 0), critical=True)
+               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                            False, False), critical=True))
+    return builder.sign(issuer_key, hashes.SHA384())
+
+
+class TestSigstore:
+    """A Fulcio and a Rekor of our own: a root CA and an intermediate that issue short-lived
+    code-signing leaves with an email SAN and the OIDC-issuer extensions, and a log key that
+    signs SETs over hashedrekord entries. It writes cosign's legacy keyless `.sig` layers
+    and the trusted_root.json that trusts them; like `Signer`, it shares no verifier code."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        self.root_key = ec.generate_private_key(ec.SECP384R1())
+        self.root = _ca_cert("test-fulcio-root", self.root_key, None, self.root_key,
+                             now - datetime.timedelta(days=30), now + datetime.timedelta(days=30))
+        self.intermediate_key = ec.generate_private_key(ec.SECP384R1())
+        self.intermediate = _ca_cert("test-fulcio-intermediate", self.intermediate_key,
+                                     self.root, self.root_key, now - datetime.timedelta(days=30),
+                                     now + datetime.timedelta(days=30))
+        self.rekor_key = ec.generate_private_key(ec.SECP256R1())
+        self.rekor_der = self.rekor_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.log_index = 0
+
+    def trusted_root(self) -> dict[str, Any]:
+        """A sigstore trusted_root.json (protobuf-specs TrustedRoot) trusting this CA and log."""
+        def der(cert: x509.Certificate) -> str:
+            return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+        start = {"start": "2020-01-01T00:00:00Z"}
+        return {
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": base64.b64encode(self.rekor_der).decode(),
+                                     "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": start},
+                       "logId": {"keyId": base64.b64encode(
+                           hashlib.sha256(self.rekor_der).digest()).decode()}}],
+            "certificateAuthorities": [{
+                "subject": {"organization": "mlgate-test", "commonName": "test-fulcio-root"},
+                "uri": "https://fulcio.test",
+                "certChain": {"certificates": [{"rawBytes": der(self.intermediate)},
+                                               {"rawBytes": der(self.root)}]},
+                "validFor": start}],
+            "ctlogs": [], "timestampAuthorities": []}
+
+    def leaf(self, key: Any, email: str, issuer: str, start: datetime.datetime,
+             lifetime: datetime.timedelta = datetime.timedelta(minutes=10),
+             usage: Any = ExtendedKeyUsageOID.CODE_SIGNING) -> x509.Certificate:
+        issuer_utf8 = issuer.encode()
+        assert len(issuer_utf8) < 128
+        return (x509.CertificateBuilder().subject_name(x509.Name([]))
+                .issuer_name(self.intermediate.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(start + lifetime)
+                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]),
+                               critical=True)
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
+                                             False, False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .add_extension(x509.UnrecognizedExtension(  # OIDC issuer (v1: raw bytes)
+                    x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer_utf8), critical=False)
+                .add_extension(x509.UnrecognizedExtension(  # OIDC issuer (v2: DER UTF8String)
+                    x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"),
+                    bytes([0x0C, len(issuer_utf8)]) + issuer_utf8), critical=False)
+                .sign(self.intermediate_key, hashes.SHA384()))
+
+    def rekor_bundle(self, payload: bytes, signature: bytes, cert_pem: bytes,
+                     integrated_time: int) -> str:
+        """cosign's `bundle` annotation: a hashedrekord entry and the log's SET over it."""
+        body = base64.b64encode(json.dumps({
+            "apiVersion": "0.0.1", "kind": "hashedrekord",
+            "spec": {"data": {"hash": {"algorithm": "sha256",
+                                       "value": hashlib.sha256(payload).hexdigest()}},
+                     "signature": {"content": base64.b64encode(signature).decode(),
+                                   "publicKey": {"content": base64.b64encode(
+                                       cert_pem).decode()}}}},
+            separators=(",", ":")).encode()).decode()
+        self.log_index += 1
+        entry = {"body": body, "integratedTime": integrated_time,
+                 "logID": hashlib.sha256(self.rekor_der).hexdigest(), "logIndex": self.log_index}
+        canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        signed = self.rekor_key.sign(canonical, ec.ECDSA(hashes.SHA256()))
+        return json.dumps({"SignedEntryTimestamp": base64.b64encode(signed).decode(),
+                           "Payload": entry})
+
+    def legacy(self, pusher: Pusher, repository: str, digest: str, email: str, issuer: str,
+               **options: Any) -> None:
+        """Push a keyless signature of `digest` (see `sign`) as a `.sig` layer."""
+        payload, annotations = self.sign(f"{pusher.host}/{repository}", digest, email, issuer,
+                                         **options)
+        append_sig_layer(pusher, repository, digest, payload, annotations)
+
+    def sign(self, identity: str, digest: str, email: str, issuer: str, *,
+             logged_after: datetime.timedelta = datetime.timedelta(minutes=1),
+             with_chain: bool = True, usage: Any = ExtendedKeyUsageOID.CODE_SIGNING,
+             ) -> tuple[bytes, dict[str, str]]:
+        """Sign `digest` keyless, as `cosign sign` did before bundles: an ephemeral key, a
+        leaf issued an hour ago (expired now, as real ones are), and the Rekor entry logged
+        `logged_after` the leaf's start (more than ten minutes: logged after it expired).
+        The payload and the layer annotations."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - \
+            datetime.timedelta(hours=1)
+        cert_pem = self.leaf(key, email, issuer, start, usage=usage).public_bytes(
+            serialization.Encoding.PEM)
+        payload = Signer.payload(identity, digest)
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+        annotations = {
+            "dev.cosignproject.cosign/signature": base64.b64encode(signature).decode(),
+            "dev.sigstore.cosign/certificate": cert_pem.decode(),
+            "dev.sigstore.cosign/bundle": self.rekor_bundle(
+                payload, signature, cert_pem, int((start + logged_after).timestamp()))}
+        if with_chain:
+            annotations["dev.sigstore.cosign/chain"] = b"".join(
+                c.public_bytes(serialization.Encoding.PEM)
+                for c in (self.intermediate, self.root)).decode()
+        return payload, annotations

@@ -162,6 +162,23 @@ def test_legacy_keyless_wrong_rekor_key_or_corrupt_set_is_invalid(sigs: Path) ->
         fulcio.verify_set(json.dumps(bundle), trust)
 
 
+def test_legacy_keyless_with_the_set_of_another_entry_is_invalid(sigs: Path) -> None:
+    """The key-rekor fixture's SET is a genuine production SET, for another entry."""
+    other = sigs / "containers-image" / "dir-img-cosign-key-rekor-valid" / "signature-1"
+    foreign = cosign.parse_sigstore_json(other.read_bytes(), str(other)).annotations[
+        fulcio.BUNDLE_ANNOTATION]
+    folder = sigs / "containers-image" / KEYLESS_CASE
+    signature = cosign.parse_sigstore_json((folder / "signature-1").read_bytes(), str(folder))
+    swapped = dataclasses.replace(signature, annotations={
+        **signature.annotations, fulcio.BUNDLE_ANNOTATION: foreign})
+    trust = fulcio.TrustRoot.from_pem(
+        [(sigs / "containers-image" / "fulcio_v1.crt.pem").read_bytes()],
+        [(sigs / "containers-image" / "rekor.pub").read_bytes()])
+    result = fulcio.verify(swapped, registry.sha256_digest((folder / "manifest.json")
+                                                           .read_bytes()), [MITR], trust)
+    assert not result.valid and "Rekor entry 11608800 logs another payload" in result.reason
+
+
 def test_legacy_keyless_is_not_accepted_by_keys(sigs: Path) -> None:
     result = legacy(sigs, KEYLESS_CASE, "cosign.pub", "cosign2.pub")
     assert not result.valid and "keyless signature" in result.reason

@@ -1,10 +1,11 @@
 """One image against one set of authorities: resolve, fetch signatures, verify, cache.
 
 An image is verified when at least one of its signatures is valid for the authorities:
-a legacy `sha256-<hex>.sig` simple-signing layer, or a sigstore bundle attached as an
-OCI referrer. Results are cached per (digest, authorities); tags are resolved through a
-short cache (tags move); failures go to a short negative cache. Identical lookups in
-flight share one task. Every registry call of a request shares the caller's deadline,
+a legacy `sha256-<hex>.sig` simple-signing layer (signed with a key, or keyless under a
+Fulcio certificate with a Rekor SET), or a sigstore bundle attached as an OCI referrer.
+Results are cached per (digest, authorities); tags are resolved through a short cache
+(tags move); failures go to a short negative cache. Identical lookups in flight share
+one task. Every registry call of a request shares the caller's deadline,
 and a registry that is down or slow becomes a `Verdict` with `error` set, never a hang.
 """
 
@@ -24,6 +25,7 @@ from webhook.signatures import (
     bundles,
     cache,
     cosign,
+    fulcio,
     keys,
     metrics,
     registry,
@@ -99,8 +101,9 @@ class Verifier:
         self.negative: cache.TTLCache[Any] = cache.TTLCache(limits.maxEntries,
                                                             limits.negativeTTL)
         self.coalescer = cache.Coalescer()
-        if config.trustedRoot:
-            bundles.trusted_root(config.trustedRoot)  # a bad file is a config error, now
+        if config.trustedRoot:  # a bad file is a config error, now
+            bundles.trusted_root(config.trustedRoot)
+            fulcio.trust_root(config.trustedRoot)
 
     def close(self) -> None:
         self.client.close()
@@ -228,6 +231,36 @@ class Verifier:
         return [(f"bundle referrer {digest[:19]}", blob)
                 for (digest, _), blob in zip(wanted, blobs, strict=True)]
 
+    async def _check_legacy(self, signature: cosign.Signature, digest: str,
+                            authorities: Authorities, identity: images.Reference | None,
+                            ) -> cosign.Result:
+        """One `.sig` layer against the rule's keys and, when it carries a Fulcio
+        certificate, its keyless identities; the reason names every way it failed."""
+        keyless = fulcio.is_keyless(signature)
+        if not keyless and not authorities.keys:
+            return cosign.Result(False, "the signature is made with a key (no Fulcio "
+                                        "certificate), and the rule has no keys")
+        annotations = dict(authorities.annotations)
+        failed: list[cosign.Result] = []
+        if keyless and authorities.identities:
+            try:
+                trust = fulcio.trust_root(self.config.trustedRoot)
+            except ValueError as exc:
+                failed.append(cosign.Result(False, f"keyless trust root: {exc}"))
+            else:
+                by_identity = await asyncio.to_thread(
+                    fulcio.verify, signature, digest, authorities.identities, trust,
+                    annotations, identity)
+                if by_identity.valid:
+                    return by_identity
+                failed.append(by_identity)
+        if authorities.keys or not failed:
+            by_key = cosign.verify(signature, digest, authorities.keys, annotations, identity)
+            if by_key.valid:
+                return by_key
+            failed.append(by_key)
+        return cosign.Result(False, "; ".join(result.reason for result in failed))
+
     async def _verify(self, ref: images.Reference, authorities: Authorities,
                       deadline: float) -> Verdict:
         assert ref.digest is not None
@@ -248,8 +281,7 @@ class Verifier:
             attached = []
         identity = ref if authorities.check_identity else None
         for signature in legacy:
-            result = cosign.verify(signature, ref.digest, authorities.keys,
-                                   dict(authorities.annotations), identity)
+            result = await self._check_legacy(signature, ref.digest, authorities, identity)
             if result.valid:
                 return Verdict(str(ref), ref.digest, True, result.signer)
             reasons.append(f"{signature.where}: {result.reason}")

@@ -60,8 +60,10 @@ class Identity:
             re.search(self.subject_regexp, san) for san in sans)
 
     def __str__(self) -> str:
-        subject = self.subject or f"/{self.subject_regexp}/"
-        issuer = self.issuer or f"/{self.issuer_regexp}/"
+        subject = self.subject or (f"/{self.subject_regexp}/" if self.subject_regexp
+                                   else "any subject")
+        issuer = self.issuer or (f"/{self.issuer_regexp}/" if self.issuer_regexp
+                                 else "any issuer")
         return f"{subject} from {issuer}"
 
 

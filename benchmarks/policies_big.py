@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import gc
 import statistics
 import sys
 import time
@@ -141,6 +142,8 @@ def main() -> None:
     eng = engine.Engine.build(cfg)
     cases = {"plain": plain_pod(), "raycluster-50": raycluster(), "pod-100": big_pod()}
     measure(eng, cases, 10)  # warm up imports and caches
+    gc.collect()
+    gc.freeze()  # as the server does after startup (webhook/app.py)
     times = measure(eng, cases, args.runs)
     base_median, base_p99 = statistics.median(times["plain"]), p99(times["plain"])
     print(f"policies enabled ({len(enabled)}): {', '.join(enabled)}")

@@ -1,4 +1,4 @@
-"""`mlgate serve | check | certs | policies`."""
+"""`mlgate serve | check | certs | policies | audit`: one command, thin wrappers."""
 
 from __future__ import annotations
 

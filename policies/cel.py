@@ -21,13 +21,10 @@ rule and the line and column. An expression that fails at run time (a missing fi
 `has()`, a type mismatch) follows the rule's `failurePolicy`: `Fail` (the default) reports it
 as a violation, `Ignore` skips the rule for that object.
 
-Modes: the engine applies one mode per policy, so a rule's `mode` may only be the mode the
-policy runs in (or `off`, which turns the rule off); any other mode is a configuration error
-that says so. Rules of another mode are split into a second instance of this policy: a
-two-line module in `policyPaths`, `class CelWarn(Cel): name = "cel-warn"`, configured with
-`mode: warn` (examples/policy-modules/cel_warn.py does this). The engine then keeps applying its
-own mode semantics (UPDATE pre-existing violations, audit journal) to every rule, which a
-per-rule override inside one policy would bypass.
+Modes: each rule may have its own `mode` (`enforce`, `warn`, `audit` or `off`), as in a
+ValidatingAdmissionPolicy binding's validationActions. A rule's violations take the milder
+of the rule's and the policy's mode, so `mode: warn` on the policy makes every rule warn,
+and the engine's rules for modes (UPDATE, journal) apply to each finding alike.
 """
 
 from __future__ import annotations
@@ -54,8 +51,8 @@ class Rule(policy.Params):
     scope: Literal["object", "pod", "container"] = Field(
         "object", description="Evaluate once per object, per pod spec or per container.")
     mode: Literal["enforce", "warn", "audit", "off"] | None = Field(
-        None, description="Unset: the policy's mode; off disables the rule. Other modes "
-                          "must equal the policy's (split rules of another mode, see above).")
+        None, description="Unset: the policy's mode; off disables the rule; warn or audit "
+                          "make this rule milder than the policy.")
     failurePolicy: Literal["Fail", "Ignore"] = Field(
         "Fail", description="When the expression errors at run time: Fail reports a "
                             "violation, Ignore skips the rule.")
@@ -98,12 +95,6 @@ class Cel(policy.Policy):
 
     def __init__(self) -> None:
         self._programs: dict[str, tuple[Any, Any | None]] = {}
-        self._mode: str | None = None
-
-    def setup(self, settings: Any) -> None:
-        configured = getattr(settings, "policies", {}).get(self.name)
-        mode = getattr(configured, "mode", None)
-        self._mode = mode or self.default_mode
 
     def check_params(self, params: CelParams) -> None:
         seen: set[str] = set()
@@ -113,12 +104,6 @@ class Cel(policy.Policy):
             if rule.name in seen:
                 raise ValueError(f"rules[{index}]: two rules are named {rule.name!r}")
             seen.add(rule.name)
-            if rule.mode not in (None, "off") and self._mode and rule.mode != self._mode:
-                raise ValueError(
-                    f"rules[{index}] {rule.name!r}: mode {rule.mode} differs from the policy's "
-                    f"mode {self._mode}; mlgate applies one mode per policy: move the rule to "
-                    f"a second instance (a module in policyPaths with `class CelWarn(Cel): "
-                    f"name = \"cel-warn\"`) configured with mode: {rule.mode}")
             self._programs[rule.name] = self._compile(rule, index)
 
     def _compile(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
@@ -167,7 +152,7 @@ class Cel(policy.Policy):
                 return
             what = f"rule {rule.name!r} could not be evaluated: {_describe_error(exc)}"
             yield self._violation(what, "fix the expression, or set failurePolicy: Ignore",
-                                  pod, container)
+                                  pod, container, rule.mode)
             return
         if result:
             return
@@ -179,13 +164,14 @@ class Cel(policy.Policy):
                     text = rendered
             except Exception:  # a broken message must not hide the violation
                 pass
-        yield self._violation(f"rule {rule.name!r}: {text}", rule.fix, pod, container)
+        yield self._violation(f"rule {rule.name!r}: {text}", rule.fix, pod, container, rule.mode)
 
     @staticmethod
     def _violation(what: str, fix: str, pod: workloads.PodSpecView | None,
-                   container: workloads.ContainerView | None) -> policy.Violation:
+                   container: workloads.ContainerView | None,
+                   mode: str | None) -> policy.Violation:
         if pod is not None and container is not None:
-            return policy.Violation.at_container(pod, container, what, fix)
+            return policy.Violation.at_container(pod, container, what, fix, mode=mode)
         if pod is not None:
-            return policy.Violation.at_pod(pod, what, fix)
-        return policy.Violation(what=what, fix=fix)
+            return policy.Violation.at_pod(pod, what, fix, mode=mode)
+        return policy.Violation(what=what, fix=fix, mode=mode)

@@ -173,7 +173,7 @@ class ImageSignatures(policy.Policy):
                     yield policy.Violation.at_container(
                         pod, container, f"image {image} matches no image-signatures rule",
                         "use an image a rule covers, or add a rule for it", "image",
-                        advisory=params.unmatched == "warn")
+                        mode="warn" if params.unmatched == "warn" else None)
                 continue
             verdict = verdicts[(image, rule.name)]
             if verdict.verified:

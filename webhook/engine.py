@@ -28,6 +28,7 @@ log = logging.getLogger("mlgate.engine")
 
 MUTATE = "mutate"
 VALIDATE = "validate"
+MODE_RANK = {"audit": 0, "warn": 1, "enforce": 2}  # a finding takes the milder mode
 
 
 @dataclass
@@ -362,7 +363,9 @@ class Engine:
                 exc = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
                                                       f"not a Violation")
                 return [self._failure(active, workload, exc)]
-            mode = "warn" if violation.advisory and active.mode == "enforce" else active.mode
+            mode = active.mode
+            if violation.mode is not None and MODE_RANK.get(violation.mode, 3) < MODE_RANK[mode]:
+                mode = violation.mode
             findings.append(Finding(
                 active.name, mode, format_violation(active.name, workload, violation),
                 path=violation.path, container=violation.container))

@@ -37,20 +37,22 @@ class Violation:
     path: str = ""  # JSON pointer of the offending field
     container: str | None = None
     pod: str = ""  # pointer of the pod spec it belongs to
-    advisory: bool = False  # a warning even when the policy enforces (e.g. `unmatched: warn`)
+    # A milder mode than the policy's for this finding alone (`warn` or `audit`): a rule
+    # that only warns inside a policy that enforces. Never stronger than the policy's mode.
+    mode: str | None = None
 
     @classmethod
     def at_container(cls, pod: workloads.PodSpecView, container: workloads.ContainerView,
                      what: str, fix: str = "", *tokens: str | int,
-                     advisory: bool = False) -> Violation:
+                     mode: str | None = None) -> Violation:
         return cls(what=what, fix=fix, path=container.field_pointer(*tokens),
-                   container=container.name, pod=pod.pointer, advisory=advisory)
+                   container=container.name, pod=pod.pointer, mode=mode)
 
     @classmethod
     def at_pod(cls, pod: workloads.PodSpecView, what: str, fix: str = "",
-               *tokens: str | int) -> Violation:
+               *tokens: str | int, mode: str | None = None) -> Violation:
         return cls(what=what, fix=fix, path=pod.pointer + workloads.pointer(*tokens),
-                   pod=pod.pointer)
+                   pod=pod.pointer, mode=mode)
 
 
 class Policy:

@@ -1,7 +1,7 @@
-"""A second instance of the `cel` policy, for rules that only warn.
+"""A second instance of the `cel` policy, found through `policyPaths`.
 
-mlgate applies one mode per policy; rules of another mode live in another instance. This
-module in `policyPaths` is all it takes: configure `cel-warn` with `mode: warn`.
+Rules can carry their own `mode` inside one `cel` policy; a second instance is for rules
+that need their own match, failure mode or timeout. This module is all it takes.
 """
 
 from policies import cel

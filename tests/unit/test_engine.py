@@ -451,14 +451,15 @@ def test_a_non_blocking_policy_that_overruns_follows_its_failure_mode() -> None:
 
 
 class Advisory(policy.Policy):
-    """An advisory violation warns even though the policy enforces."""
+    """Findings with their own, milder modes inside a policy that enforces."""
 
     name = "test-advisory"
     phase = "validate"
     blocking = False
 
     def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
-        return [policy.Violation(what="heads up", fix="consider it", advisory=True),
+        return [policy.Violation(what="heads up", fix="consider it", mode="warn"),
+                policy.Violation(what="for the record", mode="audit"),
                 policy.Violation(what="hard no", fix="fix it")]
 
 
@@ -471,6 +472,18 @@ def test_advisory_violations_warn_in_enforce_mode() -> None:
                         factories.admission_review(bare_pod()), engine.VALIDATE)
     assert not decision.allowed and decision.message.endswith("hard no (fix it)")
     assert decision.warnings == ["[test-advisory] Pod ml/train: heads up (consider it)"]
+    assert [f.mode for f in decision.findings] == ["warn", "audit", "enforce"]
+
+
+def test_a_finding_is_never_stronger_than_its_policy() -> None:
+    catalogue = plugins.discover()
+    catalogue.add(Advisory, "tests")
+    cfg = config.from_mapping({"policies": {"test-advisory": {"mode": "warn"},
+                                            "require-limits": {"mode": "off"}}}, environ={})
+    decision = evaluate(engine.Engine.build(cfg, catalogue),
+                        factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert decision.allowed
+    assert [f.mode for f in decision.findings] == ["warn", "audit", "warn"]
 
 
 def test_decision_lists_the_policies_that_ran_with_their_modes() -> None:

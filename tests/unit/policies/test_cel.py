@@ -112,8 +112,7 @@ def test_a_broken_message_expression_falls_back_to_the_message() -> None:
      "rules[0] 'r': messageExpression does not compile at line 1, column 6"),
     ({"name": "r", "expression": "true", "scope": "node"}, "policies.cel.params.rules.0.scope"),
     ({"name": "r"}, "policies.cel.params.rules.0.expression"),
-    ({"name": "r", "expression": "true", "mode": "warn"},
-     "mode warn differs from the policy's mode enforce"),
+    ({"name": "r", "expression": "true", "mode": "loud"}, "policies.cel.params.rules.0.mode"),
 ])
 def test_bad_rules_are_config_errors_at_load(rule: dict[str, Any], text: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -121,11 +120,23 @@ def test_bad_rules_are_config_errors_at_load(rule: dict[str, Any], text: str) ->
     assert text in str(info.value)
 
 
-def test_rule_names_are_unique_and_modes_match_the_policy() -> None:
+def test_rule_names_are_unique_and_each_rule_has_its_own_mode() -> None:
     with pytest.raises(errors.ConfigError, match="two rules are named 'a'"):
         build({"name": "a", "expression": "true"}, {"name": "a", "expression": "false"})
     eng = build(dict(NO_HOST_NETWORK, mode="warn"), mode="warn")
     decision = decide(eng, factories.pod(pod_spec(hostNetwork=True)))
     assert decision.allowed and any("hostNetwork" in w for w in decision.warnings)
+    mixed = build(dict(NO_HOST_NETWORK, mode="warn"),
+                  {"name": "no-host-pid", "expression": "!has(object.spec.hostPID) || "
+                   "!object.spec.hostPID", "message": "hostPID is not allowed"},
+                  {"name": "recorded", "expression": "false", "mode": "audit"})
+    decision = decide(mixed, factories.pod(pod_spec(hostNetwork=True, hostPID=True)))
+    assert not decision.allowed and "hostPID is not allowed" in decision.message
+    assert "hostNetwork" not in decision.message
+    assert any("hostNetwork" in w for w in decision.warnings)
+    assert sorted(f.mode for f in decision.findings) == ["audit", "enforce", "warn"]
+    enforce_rule_in_warn_policy = build(dict(NO_HOST_NETWORK, mode="enforce"), mode="warn")
+    assert decide(enforce_rule_in_warn_policy,
+                  factories.pod(pod_spec(hostNetwork=True))).allowed
     off = build(dict(NO_HOST_NETWORK, mode="off"))
     assert decide(off, factories.pod(pod_spec(hostNetwork=True))).allowed

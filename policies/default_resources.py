@@ -67,14 +67,16 @@ class DefaultResources(policy.Policy):
         for pod in workload.pods:
             gpu = bool(accelerators.pod_accelerators(pod, params.accelerators))
             defaults = params.accelerator if gpu and params.accelerator else params.default
+            resources = sorted(set(defaults.requests) | set(defaults.limits))
             for container in pod.containers:
                 if container.kind in params.containerKinds:
-                    self._fill(container, defaults, params.accelerators)
+                    self._fill(container, defaults, resources, params.accelerators if gpu else [])
 
     def _fill(self, container: workloads.ContainerView, defaults: Defaults,
-              patterns: list[str]) -> None:
-        for resource in sorted(set(defaults.requests) | set(defaults.limits)):
-            request, limit = container.requests.get(resource), container.limits.get(resource)
+              resources: list[str], patterns: list[str]) -> None:
+        requests, limits = container.requests, container.limits
+        for resource in resources:
+            request, limit = requests.get(resource), limits.get(resource)
             if request is None:
                 request = str(limit) if limit is not None else defaults.requests.get(resource)
                 if request is not None:

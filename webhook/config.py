@@ -9,7 +9,6 @@ file turns them off with `mode: off`.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from webhook import errors
+from webhook import errors, workloads
 from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
 
@@ -65,10 +64,8 @@ class NamespaceMatch(Model):
     exclude: list[str] = []
 
     def matches(self, namespace: str) -> bool:
-        def hit(patterns: list[str]) -> bool:
-            return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
-
-        return hit(self.include) and not hit(self.exclude)
+        return (workloads.glob_matcher(tuple(self.include))(namespace)
+                and not workloads.glob_matcher(tuple(self.exclude))(namespace))
 
 
 class Requirement(Model):
@@ -136,7 +133,7 @@ class Exemptions(Model):
     def exempts(self, namespace: str, user: str, groups: tuple[str, ...], group: str,
                 kind: str) -> str | None:
         """The reason a request is exempt, or None."""
-        if namespace and any(fnmatch.fnmatchcase(namespace, p) for p in self.namespaces):
+        if namespace and workloads.glob_matcher(tuple(self.namespaces))(namespace):
             return f"namespace {namespace} is exempt"
         if user and user in self.users:
             return f"user {user} is exempt"

@@ -11,6 +11,7 @@ for a request: whatever happens is in the `Decision`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -135,6 +136,16 @@ def format_violation(policy: str, workload: workloads.Workload, violation: Viola
     if violation.fix:
         text += f" ({violation.fix})"
     return text
+
+
+@functools.lru_cache(maxsize=512)
+def _is_async_function(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+
+
+def _is_async(method: Any) -> bool:
+    """Whether a (bound) policy method is a coroutine or async generator function."""
+    return _is_async_function(getattr(method, "__func__", method))
 
 
 async def _collect(result: Any) -> list[Violation]:
@@ -281,7 +292,7 @@ class Engine:
         if timeout <= 0:
             raise errors.PolicyError(active.name, "no time left before the request deadline")
         try:
-            if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+            if _is_async(method):
                 return await asyncio.wait_for(_collect(method(workload, active.params)), timeout)
             if not active.policy.blocking:
                 started = time.perf_counter()

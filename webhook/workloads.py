@@ -73,8 +73,12 @@ class ContainerView:
         return image if isinstance(image, str) else None
 
     def _resources(self, section: str) -> JSON:
-        resources = _dict(self.data.get("resources")) or {}
-        return _dict(resources.get(section)) or {}
+        resources = self.data.get("resources")
+        if isinstance(resources, dict):
+            found = resources.get(section)
+            if isinstance(found, dict):
+                return found
+        return {}
 
     @property
     def requests(self) -> JSON:

@@ -97,3 +97,16 @@ def pod(spec: dict[str, Any] | None = None, name: str = "train", namespace: str 
 
 GPU = {"nvidia.com/gpu": "1"}
 LIMITED = {"cpu": "1", "memory": "2Gi"}
+
+
+# Besides the built-in defaults, a configuration that makes every default policy edit more:
+# default limits, separate accelerator defaults, an extra toleration.
+EVERY_DEFAULT_EDITING: dict[str, Any] = {"policies": {
+    "gpu-tolerations": {"mode": "enforce", "params": {"extraTolerations": [
+        {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}},
+    "default-resources": {"mode": "enforce", "params": {
+        "default": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"}},
+        "accelerator": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}}},
+    "require-limits": {"mode": "enforce"},
+}}

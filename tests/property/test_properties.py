@@ -40,15 +40,7 @@ CORE_GROUPS = ("", "apps", "batch")
 CRD_CONTAINER_KEYS = {"storageUri", "modelFormat", "protocolVersion", "runtime", "source",
                       "dependencies", "mirrorVolumeMounts", "type", "config"}
 
-FULL_CONFIG = {"policies": {
-    "gpu-tolerations": {"mode": "enforce", "params": {"extraTolerations": [
-        {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}},
-    "default-resources": {"mode": "enforce", "params": {
-        "default": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                    "limits": {"cpu": "1", "memory": "1Gi"}},
-        "accelerator": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}}},
-    "require-limits": {"mode": "enforce"},
-}}
+FULL_CONFIG = factories.EVERY_DEFAULT_EDITING
 
 PROPERTY = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

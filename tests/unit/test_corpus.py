@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests import factories
 from webhook import admission, config, engine, workloads
 from webhook.cli import load_manifests
 
@@ -117,17 +118,7 @@ REVIEWS: dict[str, tuple[str, int, int]] = {
     "admissionreview/kubewarden-request-pod-signed-image.json": ("Pod", 1, 1),
 }
 
-# Besides the built-in defaults, a configuration that makes every default policy edit more:
-# default limits, separate accelerator defaults, an extra toleration.
-FULL = {"policies": {
-    "gpu-tolerations": {"mode": "enforce", "params": {"extraTolerations": [
-        {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}},
-    "default-resources": {"mode": "enforce", "params": {
-        "default": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                    "limits": {"cpu": "1", "memory": "1Gi"}},
-        "accelerator": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}}},
-    "require-limits": {"mode": "enforce"},
-}}
+FULL = factories.EVERY_DEFAULT_EDITING
 CORE_GROUPS = ("", "apps", "batch")
 K8S_VERSION = kubernetes_validate.utils.latest_version()  # offline OpenAPI schemas
 

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 import orjson
 
 DECISION_LOGGER = "mlgate.decision"
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message"}  # uvicorn adds an ANSI-coloured copy
 
 
 class JsonFormatter(logging.Formatter):

@@ -66,23 +66,43 @@ def _manifest_files(paths: list[str]) -> Iterator[Path]:
             raise errors.ConfigError(f"{name}: no such file or directory")
 
 
-def load_manifests(path: Path) -> list[dict[str, Any]]:
-    """Every object in a YAML (multi-document) or JSON file; `List` kinds are expanded."""
-    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+def _documents(path: Path, text: str) -> list[Any]:
+    # JSON first: it may hold tabs, which YAML (JSON's superset otherwise) refuses.
+    if path.suffix == ".json" or text.lstrip().startswith(("{", "[")):
+        try:
+            return [json.loads(text)]
+        except ValueError:
+            pass
     try:
-        documents = list(yaml.safe_load_all(text))
+        return list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{path}: not valid YAML or JSON: {exc}") from exc
+
+
+def _unwrap(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The object of an AdmissionReview, or of a bare AdmissionRequest (test fixtures)."""
+    request = doc.get("request") if doc.get("kind") == "AdmissionReview" else (
+        doc if "uid" in doc and "operation" in doc and "kind" in doc else None)
+    if request is None:
+        return doc
+    obj = request.get("object") if isinstance(request, dict) else None
+    return obj if isinstance(obj, dict) else None
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    """Every object in a YAML (multi-document) or JSON file: `List` items are expanded, and
+    AdmissionReviews (or bare AdmissionRequests) give their `object`."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     objects: list[dict[str, Any]] = []
-    for index, doc in enumerate(documents):
+    for index, doc in enumerate(_documents(path, text)):
         if doc is None:
             continue  # empty documents (a trailing `---`, comments only)
         if not isinstance(doc, dict):
             raise errors.ConfigError(f"{path}: document {index + 1} is not a mapping")
         if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
             objects.extend(item for item in doc["items"] if isinstance(item, dict))
-        else:
-            objects.append(doc)
+        elif (obj := _unwrap(doc)) is not None:
+            objects.append(obj)
     return objects
 
 

@@ -106,3 +106,17 @@ def test_policies_list_shows_phase_mode_and_params(capsys: pytest.CaptureFixture
     assert rows["require-limits"]["mode"] == "warn"
     assert rows["require-limits"]["params"]["resources"] == ["memory"]
     assert rows["gpu-tolerations"]["phase"] == "mutate"
+
+
+def test_json_with_tabs_and_admission_reviews(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests import factories
+
+    (tmp_path / "review.json").write_text(json.dumps(factories.admission_review(BAD), indent="\t"))
+    request = factories.admission_review(GOOD)["request"]
+    (tmp_path / "request.json").write_text(json.dumps(request, indent="\t"))
+    code, out, _ = run(capsys, "check", "-f", str(tmp_path), "--output", "json")
+    results = json.loads(out)
+    assert code == 1
+    assert [(r["resource"], r["verdict"]) for r in results] == [
+        ("Pod good", "allowed"), ("Pod bad", "denied")]

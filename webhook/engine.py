@@ -329,29 +329,31 @@ class Engine:
         # JSON text is the cheapest exact copy and change detector of a JSON document.
         before = orjson.dumps(original)
         working = orjson.loads(before)
-        workload = workloads.view(working, request.group, request.kind, context)
+        fresh: workloads.Workload | None = None  # the view, rebuilt only after a change
+
+        def view(obj: dict[str, Any]) -> workloads.Workload:
+            return workloads.view(obj, request.group, request.kind, context)
+
         for active in self.mutating:
+            workload = fresh = fresh or view(working)
             if not self._matches(active, request, workload):
                 continue
             decision.evaluated.append((active.name, active.mode))
             target = working if active.mode == "enforce" else orjson.loads(before)
-            target_view = (workload if target is working else
-                           workloads.view(target, request.group, request.kind, context))
             try:
-                await self._run(active, active.policy.mutate, target_view, deadline)
+                await self._run(active, active.policy.mutate,
+                                workload if target is working else view(target), deadline)
             except errors.PolicyError as exc:
                 decision.findings.append(self._failure(active, workload, exc))
                 if target is working:  # a half-done mutation must not leak into the patch
-                    working = orjson.loads(before)
-                    workload = workloads.view(working, request.group, request.kind, context)
+                    working, fresh = orjson.loads(before), None
                 continue
             after = orjson.dumps(target)
             if after == before:
                 continue
             if target is working:
                 decision.mutated_by.append(active.name)
-                workload = workloads.view(working, request.group, request.kind, context)
-                before = after
+                before, fresh = after, None
             else:
                 changes = patches.diff(orjson.loads(before), target)
                 paths = ", ".join(op["path"] for op in changes[:5])

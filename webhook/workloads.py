@@ -435,6 +435,12 @@ def _find_inferenceservice(obj: JSON) -> Iterator[PodSpecView]:
         ]
         pod.containers[:0] = framework_containers
         yield pod
+        worker = _dict(spec.get("workerSpec")) if component == "predictor" else None
+        if worker is not None:
+            # Multi-node serving: the predictor pod is the head, and the worker pods make up
+            # the rest of pipelineParallelSize (counted as at least one when set at all).
+            workers = max(_count(worker.get("pipelineParallelSize")) - 1, 1)
+            yield core_pod(worker, ptr + "/workerSpec", "predictor-worker", replicas * workers)
 
 
 def _find_volcano_job(obj: JSON) -> Iterator[PodSpecView]:

@@ -549,3 +549,23 @@ def test_table_has_no_duplicate_group_kind_or_resource() -> None:
     resources = [(spec.group, spec.resource) for spec in workloads.KINDS]
     assert len(keys) == len(set(keys))
     assert len(resources) == len(set(resources))
+
+
+def test_kserve_multi_node_worker_spec_is_a_pod_of_its_own() -> None:
+    gpu = {"limits": {"nvidia.com/gpu": "1"}}
+    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+           "metadata": {"name": "llama", "namespace": "ml"},
+           "spec": {"predictor": {
+               "model": {"modelFormat": {"name": "huggingface"}, "resources": gpu},
+               "workerSpec": {"pipelineParallelSize": 3, "tensorParallelSize": 1,
+                              "containers": [{"name": "worker-container", "resources": gpu}]}}}}
+    view = workloads.view(obj)
+    assert [(p.pointer, p.role, p.replicas) for p in view.pods] == [
+        ("/spec/predictor", "predictor", 1),
+        ("/spec/predictor/workerSpec", "predictor-worker", 2)]
+    worker = view.pods[1]
+    assert [c.pointer for c in worker.containers] == ["/spec/predictor/workerSpec/containers/0"]
+    worker.set_label("team", "nlp")  # a WorkerSpec has no labels of its own: nothing written
+    assert "labels" not in obj["spec"]["predictor"]["workerSpec"]
+    assert worker.tolerate("nvidia.com/gpu")
+    assert obj["spec"]["predictor"]["workerSpec"]["tolerations"][0]["key"] == "nvidia.com/gpu"

@@ -58,11 +58,8 @@ class AllowedRegistries(policy.Policy):
 
     def validate(self, workload: workloads.Workload, params: Params,
                  ) -> Iterator[policy.Violation]:
-        allowed = list(params.registries)
-        for pattern, extra in params.namespaces.items():
-            if fnmatch.fnmatchcase(workload.namespace, pattern):
-                allowed += extra
-                break
+        allowed = list(params.registries) + (
+            policy.for_namespace(params.namespaces, workload.namespace) or [])
         shown = ", ".join(allowed) if allowed else "none configured"
         for pod, container in workload.containers():
             if container.kind not in params.containerKinds or container.image is None:

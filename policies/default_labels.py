@@ -14,7 +14,6 @@ and only for the kinds Kueue integrates with. A label already set is never chang
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import Any
 
@@ -52,13 +51,6 @@ class Params(policy.Params):
         description="Kinds (Kind or group/Kind) that get the default queue label.")
 
 
-def _first(mapping: dict[str, Any], namespace: str) -> Any:
-    for pattern, value in mapping.items():
-        if fnmatch.fnmatchcase(namespace, pattern):
-            return value
-    return None
-
-
 def _labels_of(holder: dict[str, Any]) -> dict[str, Any]:
     meta = holder.get("metadata")
     if not isinstance(meta, dict):
@@ -93,7 +85,7 @@ class DefaultLabels(policy.Policy):
 
     def mutate(self, workload: workloads.Workload, params: Params) -> None:
         namespace = workload.namespace
-        wanted = dict(_first(params.namespaceLabels, namespace) or {})
+        wanted = dict(policy.for_namespace(params.namespaceLabels, namespace) or {})
         own = workload.labels
         for key in params.copyLabels:
             value = own.get(key)
@@ -111,7 +103,7 @@ class DefaultLabels(policy.Policy):
         if workload.context.operation != "CREATE" or not (
                 kind in params.queueKinds or f"{workload.group}/{kind}" in params.queueKinds):
             return
-        queue = _first(params.queueNames, namespace)
+        queue = policy.for_namespace(params.queueNames, namespace)
         if queue is None:
             return
         holder: dict[str, Any] = workload.obj

@@ -66,10 +66,7 @@ class GpuEnv(policy.Policy):
         for pattern, variables in params.byResource.items():
             if any(fnmatch.fnmatchcase(r, pattern) for r in resources):
                 wanted.update(variables)
-        for pattern, variables in params.namespaces.items():
-            if fnmatch.fnmatchcase(workload.namespace, pattern):
-                wanted.update(variables)
-                break
+        wanted.update(policy.for_namespace(params.namespaces, workload.namespace) or {})
         return wanted
 
     def mutate(self, workload: workloads.Workload, params: Params) -> None:

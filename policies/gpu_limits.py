@@ -56,11 +56,9 @@ def effective(params: Params, namespace: str) -> Limits:
     """The top-level limits with the first matching namespace entry laid over them."""
     merged = Limits(maxPerContainer=params.maxPerContainer, maxPerPod=params.maxPerPod,
                     maxPerWorkload=params.maxPerWorkload, allowed=params.allowed)
-    for pattern, override in params.namespaces.items():
-        if fnmatch.fnmatchcase(namespace, pattern):
-            for name in override.model_fields_set:
-                setattr(merged, name, getattr(override, name))
-            break
+    override = policy.for_namespace(params.namespaces, namespace)
+    for name in override.model_fields_set if override is not None else ():
+        setattr(merged, name, getattr(override, name))
     return merged
 
 

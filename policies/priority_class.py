@@ -14,7 +14,6 @@ reject every pod.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Literal
 
 from pydantic import Field
@@ -56,10 +55,7 @@ class PriorityClass(policy.Policy):
 
     def table(self, namespace: str, params: Params) -> dict[str, str]:
         table: dict[str, str] = dict(params.classes)
-        for pattern, overrides in params.namespaces.items():
-            if fnmatch.fnmatchcase(namespace, pattern):
-                table.update(overrides)
-                break
+        table.update(policy.for_namespace(params.namespaces, namespace) or {})
         return table
 
     def mutate(self, workload: workloads.Workload, params: Params) -> None:

@@ -10,7 +10,6 @@ can be required to carry the labels too, since pods are what cost reports see.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterator
 
@@ -68,11 +67,8 @@ class RequiredLabels(policy.Policy):
 
     def validate(self, workload: workloads.Workload, params: Params,
                  ) -> Iterator[policy.Violation]:
-        required = list(params.labels)
-        for pattern, extra in params.namespaces.items():
-            if fnmatch.fnmatchcase(workload.namespace, pattern):
-                required += extra
-                break
+        required = list(params.labels) + (
+            policy.for_namespace(params.namespaces, workload.namespace) or [])
         if not required:
             return
         yield from self._check(workload.labels, "/metadata/labels", "", "the object", required)

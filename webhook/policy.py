@@ -8,15 +8,17 @@ the engine hands them a `Workload`, whose `context` says who asked for what.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import fnmatch
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from webhook import workloads
 
 Phase = Literal["mutate", "validate"]
+T = TypeVar("T")
 
 
 class Params(BaseModel):
@@ -53,6 +55,18 @@ class Violation:
                *tokens: str | int, mode: str | None = None) -> Violation:
         return cls(what=what, fix=fix, path=pod.pointer + workloads.pointer(*tokens),
                    pod=pod.pointer, mode=mode)
+
+
+def for_namespace(entries: Mapping[str, T], namespace: str) -> T | None:
+    """The value of the first key (a namespace glob, in config order) that matches.
+
+    Per-namespace settings of every policy read this way, so `dev-*` before `*` means
+    the same thing in all of them.
+    """
+    for pattern, value in entries.items():
+        if fnmatch.fnmatchcase(namespace, pattern):
+            return value
+    return None
 
 
 class Policy:

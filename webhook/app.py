@@ -69,7 +69,8 @@ def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None
                   openapi_url=None)
     app.state.runtime = runtime
     app.state.tls = tls_context
-    app.state.observers = []
+    observers: list[DecisionObserver] = []
+    app.state.observers = observers
     app.state.startup = []  # async callables(app), run in order at startup
     app.state.shutdown = []  # run in reverse order at shutdown
 

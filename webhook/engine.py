@@ -159,10 +159,10 @@ async def _collect(result: Any) -> list[Violation]:
 
 
 def _materialise(result: Any) -> Any:
-    """Run a sync generator to completion inside the worker thread."""
-    if inspect.isgenerator(result) or (isinstance(result, Iterable)
-                                      and not isinstance(result, list | tuple)
-                                      and not hasattr(result, "__aiter__")):
+    """Run a sync generator (or other lazy iterable) to completion where the policy runs,
+    so that its work counts against the policy's own timeout."""
+    if (isinstance(result, Iterable) and not isinstance(result, list | tuple)
+            and not hasattr(result, "__aiter__")):
         return list(result)
     return result
 

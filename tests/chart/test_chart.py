@@ -52,6 +52,7 @@ def test_helm_lint(values: Path) -> None:
 def test_every_object_matches_its_schema(rendered: dict[str, list[dict[str, Any]]],
                                          name: str) -> None:
     """Built-in kinds against kubernetes-validate (strict); CRD kinds against crd_schemas."""
+    assert rendered[name], f"{name} rendered no objects"
     for obj in rendered[name]:
         where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
         key = (obj["apiVersion"], obj["kind"])

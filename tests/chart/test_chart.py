@@ -194,9 +194,26 @@ def test_cert_manager_with_an_existing_issuer() -> None:
         "name": "corp-ca", "kind": "ClusterIssuer"}
 
 
+def _cluster_roles(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in helm.by_kind(objects, "ClusterRole")}
+
+
 def _rbac_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = helm.one(objects, "ClusterRole")["rules"]
+    """The rules of the server's own ClusterRole (not the audit-reader role for people)."""
+    roles = _cluster_roles(objects)
+    (server,) = [r for name, r in roles.items() if not name.endswith("-audit-reader")]
+    rules: list[dict[str, Any]] = server["rules"]
     return rules
+
+
+def test_audit_reader_role_grants_only_reading_the_audit_api(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (reader,) = [r for name, r in _cluster_roles(rendered["default"]).items()
+                 if name.endswith("-audit-reader")]
+    assert reader["rules"] == [{"nonResourceURLs": ["/audit/report", "/audit/decisions"],
+                                "verbs": ["get"]}]
+    without = helm.render(sets={"rbac.auditReaderRole": "false"})
+    assert not [n for n in _cluster_roles(without) if n.endswith("-audit-reader")]
 
 
 def test_self_managed_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:

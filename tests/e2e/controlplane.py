@@ -276,6 +276,10 @@ def running(workdir: Path | None = None, extra_args: tuple[str, ...] = (),
 
 
 def main() -> int:
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops etcd and kube-apiserver too
     with running() as plane:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"# API server {plane.server}; logs in {plane.workdir}; Ctrl-C stops it",

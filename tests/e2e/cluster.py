@@ -223,6 +223,15 @@ def install_crds(plane: ControlPlane, files: list[Path]) -> list[str]:
         names.append(doc["metadata"]["name"])
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path),
                       timeout=120)
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                  *[f"crd/{name}" for name in names], timeout=90)
+    deadline = time.monotonic() + 60
+    waiting = set(names)
+    while waiting:
+        for name in sorted(waiting):
+            crd = get_json(plane, "crd", name)
+            conditions = crd.get("status", {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                waiting.discard(name)
+        if waiting and time.monotonic() > deadline:
+            raise AssertionError(f"CRDs not established after 60 s: {sorted(waiting)}")
+        time.sleep(0.2)
     return names

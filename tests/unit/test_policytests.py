@@ -248,3 +248,17 @@ def test_kubectl_runs_the_plugin(argv: list[str], code: int, says: str) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == code, result.stdout + result.stderr
     assert says in result.stdout
+
+
+def test_the_readme_example_is_a_passing_test_file(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = [b.partition("\n")[2] for b in readme.split("```")
+                if b.startswith("yaml\n") and "kind: PolicyTest" in b]
+    (tmp_path / "mlgate.yaml").symlink_to(EXAMPLES / "mlgate.yaml")
+    (tmp_path / "manifests").symlink_to(EXAMPLES / "manifests")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "readme.yaml").write_text(block)
+    code, out, err = run(capsys, str(tmp_path / "tests"))
+    assert (code, err) == (0, ""), out
+    assert "2 passed, 0 failed" in out

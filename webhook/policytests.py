@@ -251,7 +251,7 @@ def _compare(expectation: Expectation, resource: Resource) -> tuple[dict[str, An
     for key in ("verdict", "deny", "warn", "mutatedBy"):
         wanted = getattr(expectation, key)
         if wanted is not None:
-            expected[key] = sorted(wanted) if isinstance(wanted, list) else wanted
+            expected[key] = sorted(set(wanted)) if isinstance(wanted, list) else wanted
             actual[key] = actual_values[key]
     if expectation.mutated is not None:
         expected["mutated"], actual["mutated"] = {}, {}

@@ -25,7 +25,7 @@ def exported() -> dict[str, set[str]]:
             if not isinstance(value, client_metrics.MetricWrapperBase):
                 continue
             labels = set(value._labelnames) | SCRAPE_LABELS  # no public accessor
-            for suffix in SUFFIXES.get(value._type, ("",)):
+            for suffix in SUFFIXES.get(str(value._type), ("",)):
                 series[value._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
     return series
 

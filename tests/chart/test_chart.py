@@ -391,3 +391,16 @@ def test_alerts_use_metrics_the_server_exports(rendered: dict[str, list[dict[str
     used = {name for group in rule["spec"]["groups"] for r in group["rules"]
             for name in re.findall(r"\bmlgate_[a-z_]+", r["expr"])}
     assert used and used <= exported, used - exported
+
+
+@pytest.mark.parametrize(("sets", "workers"), [
+    ({}, "1"),                                                   # no CPU limit
+    ({"resources.limits.cpu": "1500m"}, "2"),                    # millicores, rounded up
+    ({"resources.limits.cpu": "4"}, "4"),
+    ({"resources.limits.cpu": "0.5"}, "1"),
+    ({"resources.limits.cpu": "4", "server.workers": "2"}, "2"),  # the value wins
+])
+def test_workers_follow_the_cpu_limit_unless_set(sets: dict[str, str], workers: str) -> None:
+    container = helm.one(helm.render(sets=sets), "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert f"--workers={workers}" in container["args"]

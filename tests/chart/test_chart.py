@@ -276,7 +276,7 @@ def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert {"name": "MLGATE_NAMESPACE", "valueFrom": {"fieldRef": {
         "fieldPath": "metadata.namespace"}}} in container["env"]
     assert container["args"][0] == "serve"
-    assert "--config=/etc/mlgate/mlgate.yaml" in container["args"]
+    assert "--config=/etc/mlgate/config/mlgate.yaml" in container["args"]
     # a read-only root: the only writable places are emptyDirs
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
@@ -404,3 +404,16 @@ def test_workers_follow_the_cpu_limit_unless_set(sets: dict[str, str], workers: 
     container = helm.one(helm.render(sets=sets), "Deployment")["spec"]["template"]["spec"][
         "containers"][0]
     assert f"--workers={workers}" in container["args"]
+
+
+def test_the_config_is_a_directory_mount_so_configmap_edits_reach_the_server(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """kubelet never updates a subPath mount: the config must be mounted as a directory."""
+    deployment = helm.one(rendered["default"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config"]
+    assert mount == {"name": "config", "mountPath": "/etc/mlgate/config", "readOnly": True}
+    assert "checksum/config" not in deployment["spec"]["template"]["metadata"].get(
+        "annotations", {})
+    restarting = helm.one(helm.render(sets={"restartOnConfigChange": "true"}), "Deployment")
+    assert "checksum/config" in restarting["spec"]["template"]["metadata"]["annotations"]

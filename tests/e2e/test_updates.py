@@ -113,6 +113,17 @@ def test_an_old_violation_of_a_deployment_warns_and_a_new_one_denies(gate: Mlgat
     apply(gate, namespace, legacy, check=True)  # mlgate never saw it: no limits
     opted_in(gate, namespace)
 
+    # A label changes no pod template: mlgate leaves the template alone (changing it would
+    # roll out every pod of the Deployment), the old violation is a warning.
+    before = stored(gate, namespace, "deployment", "legacy")
+    result = gate.plane.kubectl("label", "deployment", "legacy", "-n", namespace, "team=ml")
+    assert "deployment.apps/legacy labeled" in result.stdout
+    assert any('container "trainer": no cpu limit' in line and PREEXISTING in line
+               for line in warnings(result.stderr)), result.stderr
+    labelled = stored(gate, namespace, "deployment", "legacy")
+    assert labelled["metadata"]["generation"] == before["metadata"]["generation"]
+    assert labelled["spec"]["template"] == before["spec"]["template"]
+
     changed = copy.deepcopy(legacy)
     changed["spec"]["template"]["spec"]["containers"][0]["image"] = \
         "pytorch/pytorch:2.4.0-cuda12.1"
@@ -161,7 +172,7 @@ def test_a_changed_pytorchjob_is_validated_and_mutated_only_when_configured(
     (containers) replaces the stored one whole, so the requests mlgate added at CREATE are
     gone from the job after the next apply. By default mlgate does not mutate a PyTorchJob
     on UPDATE (its pods get the defaults when the operator creates them); with the kind
-    in `mutateOnUpdate` the job keeps them."""
+    in `mutateOnUpdate` an update that changes a pod template gets them back."""
     first = pytorchjob("resnet", LIMITED_GPU)
     apply(gate, namespace, first, check=True)
     worker = "/spec/pytorchReplicaSpecs/Worker/template/spec"
@@ -199,6 +210,11 @@ def test_a_changed_pytorchjob_is_validated_and_mutated_only_when_configured(
     config["mutateOnUpdate"] = ["PyTorchJob"]
     gate.configure(config)
     changed["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 3
+    apply(gate, namespace, changed, check=True)  # no template change: nothing mutated
+    assert "requests" not in roles()["Worker"]["template"]["spec"]["containers"][0][
+        "resources"]
+    changed["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][
+        "image"] = "pytorch/pytorch:2.5.0-cuda12.1"
     apply(gate, namespace, changed, check=True)
     for role, replica in roles().items():
         spec = replica["template"]["spec"]

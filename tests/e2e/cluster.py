@@ -153,17 +153,19 @@ class Mlgate:
                                      f"{self.output()[-2000:]}")
             time.sleep(0.1)
 
-    def journaled(self) -> list[dict[str, Any]]:
-        """Every decision of the journal, as the audit API pages them out."""
+    def journaled(self, **filters: str) -> list[dict[str, Any]]:
+        """Every decision of the journal (filtered as `/audit/decisions` filters: namespace,
+        kind, policy, user, decision), as the audit API pages them out."""
         records: list[dict[str, Any]] = []
         cursor = ""
         with self.client() as client:
             while True:
-                response = client.get("/audit/decisions", params={"cursor": cursor} if cursor
-                                      else {}, headers=self.audit_headers())
+                params = {**filters, "cursor": cursor} if cursor else dict(filters)
+                response = client.get("/audit/decisions", params=params,
+                                      headers=self.audit_headers())
                 response.raise_for_status()
                 page = response.json()
-                records += page["decisions"]
+                records += page["items"]
                 cursor = page.get("next") or ""
                 if not cursor:
                     return records
@@ -223,15 +225,17 @@ def install_crds(plane: ControlPlane, files: list[Path]) -> list[str]:
         names.append(doc["metadata"]["name"])
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path),
                       timeout=120)
+    # `kubectl wait` fails at once ("status.conditions accessor error") on a CRD whose status
+    # has no conditions yet, so poll until every one is Established.
     deadline = time.monotonic() + 60
-    waiting = set(names)
+    waiting = list(names)
     while waiting:
-        for name in sorted(waiting):
-            crd = get_json(plane, "crd", name)
-            conditions = crd.get("status", {}).get("conditions") or []
-            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                waiting.discard(name)
-        if waiting and time.monotonic() > deadline:
-            raise AssertionError(f"CRDs not established after 60 s: {sorted(waiting)}")
+        conditions = get_json(plane, "crd", waiting[0]).get("status", {}).get("conditions")
+        if any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in conditions or []):
+            waiting.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRD {waiting[0]} not Established in 60 s: {conditions}")
         time.sleep(0.2)
     return names

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,10 +280,8 @@ def main() -> int:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"# API server {plane.server}; logs in {plane.workdir}; Ctrl-C stops it",
               flush=True)
-        try:
+        with suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -166,7 +166,7 @@ class Mlgate:
                                       else {}, headers=self.audit_headers())
                 response.raise_for_status()
                 page = response.json()
-                records += page["decisions"]
+                records += page["items"]
                 cursor = page.get("next") or ""
                 if not cursor:
                     return records
@@ -190,6 +190,15 @@ def install(plane: ControlPlane, workdir: Path, *helm_args: str,
     if take_files:
         gate.take_chart_files()
     return gate
+
+
+def upgrade(gate: Mlgate, *helm_args: str) -> None:
+    """`helm upgrade --reuse-values`, then the Service swapped again. Helm 4 applies
+    server-side: the swapped Service's type and port conflict with kubectl's apply, so
+    the upgrade forces them back to the chart's and the swap is redone."""
+    helm(gate.plane, "upgrade", gate.release, str(CHART), "--namespace", gate.namespace,
+         "--reuse-values", "--force-conflicts", *helm_args)
+    external_name_service(gate.plane, gate.release, gate.namespace, gate.port)
 
 
 def uninstall(gate: Mlgate) -> None:

@@ -273,5 +273,31 @@ def test_self_managed_mode(isolated: controlplane.ControlPlane, tmp_path: Path) 
         for hook in webhooks(gate).values():
             assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca_pem
         assert_admission_works(gate, isolated.namespace("modes-self-managed"))
+        # A `helm upgrade` (server-side apply) must not take away the caBundle mlgate wrote:
+        # the chart renders none, and the field belongs to mlgate's field manager.
+        cluster.upgrade(gate, "--set", "webhooks.timeoutSeconds=7")
+        for hook in webhooks(gate).values():
+            assert hook["timeoutSeconds"] == 7
+            assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca_pem
+        assert_admission_works(gate, isolated.namespace("modes-self-managed-upgraded"))
+
+        # Another replica (a pod with its own emptyDir, so its own CA) takes over the
+        # Service: it adds its CA and keeps the first one's, which other pods still serve.
+        gate.stop()
+        replica = Mlgate(plane=isolated, workdir=tmp_path / "replica", port=gate.port,
+                         namespace=gate.namespace, release=gate.release, self_signed=True,
+                         extra_args=gate.extra_args)
+        replica.config_file.parent.mkdir(parents=True)
+        replica.config_file.write_text(gate.config_file.read_text())
+        try:
+            replica.start()
+            both = (replica.tls_dir / "ca.crt").read_bytes() + ca_pem
+            for hook in webhooks(gate).values():
+                assert base64.b64decode(hook["clientConfig"]["caBundle"]) == both
+            assert_admission_works(replica, isolated.namespace("modes-self-managed-replica"))
+        finally:
+            replica.stop()
+        gate.start()  # the first replica again: its CA is still trusted
+        assert_admission_works(gate, isolated.namespace("modes-self-managed-first"))
     finally:
         cluster.uninstall(gate)

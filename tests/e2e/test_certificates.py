@@ -190,3 +190,24 @@ def test_a_certificate_the_bundle_does_not_trust_is_refused(release: Mlgate,
             path.write_bytes(data)
         release.start()
     apply(release, namespace, pod("gpu", LIMITED_GPU), check=True)
+
+
+def test_a_new_ca_bundle_takes_effect_on_the_next_request(release: Mlgate,
+                                                          tmp_path: Path) -> None:
+    """The API server connects anew as soon as the caBundle changes: a bundle without the
+    served certificate's CA fails the very next request. So a CA must be in the bundle
+    before it serves, and a renewal that changes the CA (a self-signed certificate, as a
+    selfSigned Issuer makes) fails admission until the pods' files catch up; the chart's
+    cert-manager mode issues from a CA of its own for this reason."""
+    namespace = release.plane.namespace("bundle-switch")
+    apply(release, namespace, pod("before", LIMITED_GPU), check=True)  # a warm connection
+    other, other_file = new_bundle(release, tmp_path)
+    try:
+        assert inject_ca(release, other_file).returncode == 0
+        refused = apply(release, namespace, pod("after", LIMITED_GPU))
+        assert refused.returncode == 1
+        assert "x509: certificate signed by unknown authority" in refused.stderr, refused.stderr
+    finally:
+        restored = inject_ca(release, release.tls_dir / "ca.crt")
+        assert restored.returncode == 0, restored.stderr
+    apply(release, namespace, pod("after", LIMITED_GPU), check=True)

@@ -7,9 +7,10 @@ test uninstalls its release before the next one starts.
 - `chart`: every optional object enabled (ServiceMonitor and PrometheusRule with their
   CRDs, NetworkPolicy, PDB, extra CEL matchConditions, an objectSelector); the API server
   stores each rendered object, compiles the CEL, and a broken expression fails the install.
-- `cert-manager`: the CRDs installed, the Issuer and Certificate stored; the test plays
-  cert-manager (issues the Secret) and its cainjector (copies the Secret's `ca.crt` into
-  the caBundle named by `cert-manager.io/inject-ca-from`), then admission goes through.
+- `cert-manager`: the CRDs installed, the Issuers and Certificates stored; the test plays
+  cert-manager (issues the CA's and the serving Secret) and its cainjector (copies the
+  Secret's `ca.crt` into the caBundle named by `cert-manager.io/inject-ca-from`), then
+  admission goes through, and through a renewal of the serving certificate too.
 - `self-managed`: `mlgate serve --self-signed`, running as the chart's ServiceAccount,
   writes the caBundle of the real webhook configurations; admission goes through.
 """
@@ -28,6 +29,7 @@ import yaml
 from tests.e2e import cluster, controlplane
 from tests.e2e.cluster import Mlgate, get_json
 from tests.e2e.test_apply import LIMITED_GPU, NO_LIMITS, apply, pod, stored
+from tests.e2e.test_certificates import Creator, swap_files
 from webhook import certs
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -176,22 +178,41 @@ def test_a_match_condition_that_does_not_compile_fails_the_install(
 INJECT_FROM = "cert-manager.io/inject-ca-from"
 
 
-def issue_like_cert_manager(gate: Mlgate) -> certs.Bundle:
-    """The Secret cert-manager would write for the chart's Certificate."""
-    certificate = get_json(gate.plane, "certificate.cert-manager.io", gate.release,
-                           "-n", gate.namespace)
-    spec = certificate["spec"]
-    assert spec["commonName"] == f"{gate.release}.{gate.namespace}.svc"
-    assert f"{gate.release}.{gate.namespace}.svc" in spec["dnsNames"]
-    bundle = certs.generate(gate.release, gate.namespace, days=30)
+def write_secret(gate: Mlgate, name: str, certificate: str,
+                 files: dict[str, bytes]) -> None:
+    """A Secret as cert-manager writes it for a Certificate."""
     gate.plane.kubectl("apply", "-f", "-", input=yaml.safe_dump({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": spec["secretName"], "namespace": gate.namespace,
-                     "annotations": {"cert-manager.io/certificate-name": gate.release,
-                                     "cert-manager.io/issuer-name": spec["issuerRef"]["name"]}},
-        "data": {key: base64.b64encode(value).decode() for key, value in (
-            ("ca.crt", bundle.ca_pem), ("tls.crt", bundle.cert_pem),
-            ("tls.key", bundle.key_pem))}}))
+        "metadata": {"name": name, "namespace": gate.namespace,
+                     "annotations": {"cert-manager.io/certificate-name": certificate}},
+        "data": {key: base64.b64encode(value).decode() for key, value in files.items()}}))
+
+
+def issue_like_cert_manager(gate: Mlgate, ca: certs.Bundle | None = None) -> certs.Bundle:
+    """What cert-manager does for the chart's objects: the self-signed Issuer signs the CA
+    Certificate into its Secret, the CA Issuer signs the serving Certificate with it (a new
+    key each time: rotationPolicy Always). `ca`: a renewal, from the CA issued before."""
+    def get(kind: str, name: str) -> dict[str, Any]:
+        return get_json(gate.plane, f"{kind}.cert-manager.io", name, "-n", gate.namespace)
+
+    serving = get("certificate", gate.release)["spec"]
+    ca_issuer = get("issuer", serving["issuerRef"]["name"])["spec"]
+    ca_secret = ca_issuer["ca"]["secretName"]
+    (ca_certificate,) = [c for c in get_json(gate.plane, "certificates.cert-manager.io", "-n",
+                                             gate.namespace)["items"]
+                         if c["spec"]["secretName"] == ca_secret]
+    assert ca_certificate["spec"]["isCA"] is True
+    assert get("issuer", ca_certificate["spec"]["issuerRef"]["name"])["spec"] == \
+        {"selfSigned": {}}
+    if ca is None:
+        ca = certs.generate(gate.release, gate.namespace, days=30)
+        write_secret(gate, ca_secret, ca_certificate["metadata"]["name"], {
+            "ca.crt": ca.ca_pem, "tls.crt": ca.ca_pem, "tls.key": ca.ca_key_pem})
+    assert serving["commonName"] == f"{gate.release}.{gate.namespace}.svc"
+    assert f"{gate.release}.{gate.namespace}.svc" in serving["dnsNames"]
+    bundle = certs.issue(ca.ca_pem, ca.ca_key_pem, gate.release, gate.namespace, days=30)
+    write_secret(gate, serving["secretName"], gate.release, {
+        "ca.crt": bundle.ca_pem, "tls.crt": bundle.cert_pem, "tls.key": bundle.key_pem})
     return bundle
 
 
@@ -218,9 +239,6 @@ def test_cert_manager_mode(isolated: controlplane.ControlPlane, crds: Path,
     try:
         kinds = assert_all_stored(gate)
         assert {"Issuer", "Certificate"} <= kinds and "Secret" not in kinds
-        issuer = get_json(isolated, "issuer.cert-manager.io", f"{gate.release}-selfsigned",
-                          "-n", gate.namespace)
-        assert issuer["spec"] == {"selfSigned": {}}
         name = cluster.webhook_configuration(gate)
         for hook in webhooks(gate).values():
             assert "caBundle" not in hook["clientConfig"]  # cainjector's job
@@ -241,7 +259,31 @@ def test_cert_manager_mode(isolated: controlplane.ControlPlane, crds: Path,
 
         gate.take_chart_files()  # the Secret cert-manager filled, as the pod mounts it
         gate.start()
-        assert_admission_works(gate, isolated.namespace("modes-cert-manager"))
+        namespace = isolated.namespace("modes-cert-manager")
+        assert_admission_works(gate, namespace)
+
+        # A renewal: a new key and certificate from the same CA. cainjector finds the same
+        # ca.crt (the caBundle is not even written again), and the pod's files change
+        # under a loop of creates, none of which fails.
+        versions = [get_json(isolated, kind, name)["metadata"]["resourceVersion"]
+                    for kind in ("mutatingwebhookconfiguration",
+                                 "validatingwebhookconfiguration")]
+        creator = Creator(gate, namespace)
+        creator.start()
+        try:
+            creator.created_since(0, 3)
+            renewed = issue_like_cert_manager(gate, ca=bundle)
+            for kind, version in zip(("mutatingwebhookconfiguration",
+                                      "validatingwebhookconfiguration"), versions, strict=True):
+                inject_like_cainjector(isolated, kind, name)
+                assert get_json(isolated, kind, name)["metadata"]["resourceVersion"] == version
+            mark = len(creator.results)
+            swap_files(gate, renewed)
+            creator.created_since(mark, 3)
+        finally:
+            creator.halt.set()
+            creator.join(60)
+        assert [r for r in creator.results if r[1] != 0] == []
     finally:
         cluster.uninstall(gate)
 

@@ -112,6 +112,11 @@ def test_inject_ca_patches_the_real_webhook_configurations(release: Mlgate,
     missing = inject_ca(release, other_file, name="nope")
     assert missing.returncode == 2
     assert "MutatingWebhookConfiguration nope not found" in missing.stderr
+    # The hint's naming is the chart's: <fullname>-<namespace>.
+    assert "<fullname>-<namespace>" in missing.stderr
+    listed = get_json(release.plane, "mutatingwebhookconfigurations",
+                      f"-l=app.kubernetes.io/instance={release.release}")["items"]
+    assert [c["metadata"]["name"] for c in listed] == [f"mlgate-{release.namespace}"]
 
 
 class Creator(threading.Thread):

@@ -142,13 +142,16 @@ def test_chart_mode_with_every_optional_object(isolated: controlplane.ControlPla
         gate.start()
         namespace = isolated.namespace("modes-chart")
         assert_admission_works(gate, namespace)
-        # The CEL condition and the objectSelector, applied by the API server: not sent.
-        for name, labels in (("skipped", {SKIP_LABEL: "yes"}), ("system", {TIER_LABEL: "system"})):
+        # The CEL condition, the objectSelector and the extra excluded namespace, applied
+        # by the API server: never sent (mlgate would deny these pods without limits).
+        excluded = isolated.namespace("monitoring")
+        for ns, name, labels in ((namespace, "skipped", {SKIP_LABEL: "yes"}),
+                                 (namespace, "system", {TIER_LABEL: "system"}),
+                                 (excluded, "excluded", {})):
             obj = pod(name, NO_LIMITS)
             obj["metadata"]["labels"] = labels
-            apply(gate, namespace, obj, check=True)
-            assert "tolerations" not in stored(gate, namespace, "pod", name)["spec"] or \
-                GPU_TOLERATION not in stored(gate, namespace, "pod", name)["spec"]["tolerations"]
+            apply(gate, ns, obj, check=True)
+            assert stored(gate, ns, "pod", name)["metadata"].get("labels", {}) == labels
     finally:
         cluster.uninstall(gate)
 

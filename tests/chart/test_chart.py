@@ -72,7 +72,7 @@ def test_every_object_matches_its_schema(rendered: dict[str, list[dict[str, Any]
 
 def test_crd_schemas_reject_a_wrong_field(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """The stand-in schemas are strict enough to catch a typo."""
-    certificate = helm.one(rendered["cert-manager"], "Certificate")
+    certificate = helm.by_kind(rendered["cert-manager"], "Certificate")[0]
     broken = {**certificate, "spec": {**certificate["spec"], "dnsName": ["x"]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, crd_schemas.CERTIFICATE)
@@ -171,10 +171,19 @@ def test_chart_certificates(rendered: dict[str, list[dict[str, Any]]], name: str
 
 def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["cert-manager"]
-    certificate = helm.one(objects, "Certificate")
-    issuer = helm.one(objects, "Issuer")
-    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"],
-                                                "kind": "Issuer"}
+    certificates = {c["metadata"]["name"]: c for c in helm.by_kind(objects, "Certificate")}
+    issuers = {i["metadata"]["name"]: i for i in helm.by_kind(objects, "Issuer")}
+    certificate = certificates.pop(helm.one(objects, "Service")["metadata"]["name"])
+    # The serving certificate comes from a CA of the chart's own, not from the self-signed
+    # Issuer: a renewal then keeps the caBundle (a new self-signed root would be injected
+    # before the pods' Secret volumes catch up, and the API server would refuse them).
+    (ca,) = certificates.values()
+    assert ca["spec"]["isCA"] is True
+    assert issuers[ca["spec"]["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    ca_issuer = issuers[certificate["spec"]["issuerRef"]["name"]]
+    assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"
+    assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
+    assert ca["spec"]["secretName"] != certificate["spec"]["secretName"]
     assert helm.by_kind(objects, "Secret") == []
     reference = f"{helm.NAMESPACE}/{certificate['metadata']['name']}"
     for configuration in webhook_configurations(objects):
@@ -189,7 +198,7 @@ def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
 def test_cert_manager_with_an_existing_issuer() -> None:
     objects = helm.render(scenario("cert-manager"), set_json={
         "certificates.certManager.issuerRef": '{"name": "corp-ca", "kind": "ClusterIssuer"}'})
-    assert helm.by_kind(objects, "Issuer") == []
+    assert helm.by_kind(objects, "Issuer") == []  # neither the self-signed nor the CA one
     assert helm.one(objects, "Certificate")["spec"]["issuerRef"] == {
         "name": "corp-ca", "kind": "ClusterIssuer"}
 

@@ -69,6 +69,7 @@ class Mlgate:
     release: str = RELEASE
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    self_signed: bool = False  # `serve --self-signed` makes its own files in tls_dir
 
     @property
     def config_file(self) -> Path:
@@ -107,9 +108,11 @@ class Mlgate:
 
     def start(self, ready_timeout: float = 30) -> None:
         env = {**self.plane.env, "MLGATE_NAMESPACE": self.namespace}
+        tls_args = (["--certs-dir", str(self.tls_dir)] if self.self_signed else
+                    ["--tls-cert", str(self.tls_dir / "tls.crt"),
+                     "--tls-key", str(self.tls_dir / "tls.key")])
         args = [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--tls-cert", str(self.tls_dir / "tls.crt"),
-                "--tls-key", str(self.tls_dir / "tls.key"), "--config", str(self.config_file),
+                "--port", str(self.port), *tls_args, "--config", str(self.config_file),
                 "--data-dir", str(self.workdir / "data"), *self.extra_args]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -119,7 +122,7 @@ class Mlgate:
             if self.process.poll() is not None:
                 raise RuntimeError(f"mlgate serve exited with {self.process.returncode}:\n"
                                    f"{self.output()[-4000:]}")
-            with contextlib.suppress(httpx.TransportError), self.client() as client:
+            with contextlib.suppress(httpx.TransportError, OSError), self.client() as client:
                 if client.get("/readyz").status_code == 200:
                     return
             if time.monotonic() > deadline:
@@ -176,15 +179,42 @@ class Mlgate:
 
 
 def install(plane: ControlPlane, workdir: Path, *helm_args: str,
-            release: str = RELEASE, namespace: str = NAMESPACE) -> Mlgate:
-    """`helm install` the chart, route its Service to a local port, start `mlgate serve`."""
+            release: str = RELEASE, namespace: str = NAMESPACE,
+            take_files: bool = True) -> Mlgate:
+    """`helm install` the chart and route its Service to a local port (`Mlgate.start()`
+    then serves it). `take_files=False` where the chart makes no Secret (cert-manager and
+    self-managed modes)."""
     port = free_port()
     helm(plane, "install", release, str(CHART), "--namespace", namespace, "--create-namespace",
          "--set", f"service.port={port}", *helm_args)
     external_name_service(plane, release, namespace, port)
     gate = Mlgate(plane=plane, workdir=workdir, port=port, namespace=namespace, release=release)
-    gate.take_chart_files()
+    if take_files:
+        gate.take_chart_files()
     return gate
+
+
+def upgrade(gate: Mlgate, *helm_args: str) -> None:
+    """`helm upgrade --reuse-values`, then the Service swapped again. Helm 4 applies
+    server-side: the swapped Service's type and port conflict with kubectl's apply, so
+    the upgrade forces them back to the chart's and the swap is redone."""
+    helm(gate.plane, "upgrade", gate.release, str(CHART), "--namespace", gate.namespace,
+         "--reuse-values", "--force-conflicts", *helm_args)
+    external_name_service(gate.plane, gate.release, gate.namespace, gate.port)
+
+
+def uninstall(gate: Mlgate) -> None:
+    """Stop the server and remove the release (its cluster-wide webhook configurations)."""
+    gate.stop()
+    helm(gate.plane, "uninstall", gate.release, "--namespace", gate.namespace,
+         check=False)
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        gate.plane.kubectl("delete", kind, webhook_configuration(gate), "--ignore-not-found")
+
+
+def webhook_configuration(gate: Mlgate) -> str:
+    """The name the chart gives both webhook configurations: `<fullname>-<namespace>`."""
+    return f"{gate.release}-{gate.namespace}"
 
 
 def token(plane: ControlPlane, service_account: str, namespace: str) -> str:

@@ -85,7 +85,8 @@ def test_repeated_denials_are_one_event_with_a_count(gate: Mlgate, namespace: st
     for _ in range(5):
         assert apply(gate, namespace, pod("looping", NO_LIMITS)).returncode == 1
     (event,) = wait_for("the series count to reach 5", lambda: [
-        e for e in denied_about(gate, namespace, "looping") if e.get("series", {}).get("count") == 5])
+        e for e in denied_about(gate, namespace, "looping")
+        if e.get("series", {}).get("count") == 5])
     assert event["series"]["count"] == 5
     assert len(denied_about(gate, namespace, "looping")) == 1
 

@@ -128,8 +128,9 @@ def test_the_scan_writes_a_policy_report_per_namespace(scanning: Mlgate, namespa
 def test_a_scan_finding_is_an_event_on_the_object(scanning: Mlgate, namespace: str) -> None:
     admitted(scanning, namespace, {"nolimits": NO_LIMITS})
     uid = cluster.get_json(scanning.plane, "pod", "nolimits", "-n", namespace)["metadata"]["uid"]
-    (event,) = wait_for("the PolicyViolation event", lambda: events(
-        scanning, namespace, "--field-selector=reason=PolicyViolation,involvedObject.name=nolimits"))
+    selector = "--field-selector=reason=PolicyViolation,involvedObject.name=nolimits"
+    (event,) = wait_for("the PolicyViolation event", lambda: events(scanning, namespace,
+                                                                   selector))
     assert event["type"] == "Warning" and event["action"] == "Scan"
     assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "name": "nolimits",
                                        "namespace": namespace, "uid": uid}

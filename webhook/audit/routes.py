@@ -109,14 +109,14 @@ def install(app: FastAPI, data_dir: str | Path | None = None) -> AuditState:
         if cfg.audit.scan.enabled:
             from webhook.audit import kube
 
-            state.scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
-                                         lambda: runtime.engine, state.journal.store,
-                                         cfg.audit.scan)
-            state.scanner.on_failing.append(state.events.found)
-            state.scanner.after.append(policyreports.after_scan(
+            scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
+                                   lambda: runtime.engine, state.journal.store, cfg.audit.scan)
+            scanner.on_failing.append(state.events.found)
+            scanner.after.append(policyreports.after_scan(
                 state.journal.store, lambda: runtime.engine.config.audit.policyReports,
-                lambda: kube.Api(state.scanner.api_client, cfg.audit.scan.timeout)))
-            state.scan_task = asyncio.create_task(state.scanner.loop(), name="mlgate-scan")
+                lambda: kube.Api(scanner.api_client, cfg.audit.scan.timeout)))
+            state.scanner = scanner
+            state.scan_task = asyncio.create_task(scanner.loop(), name="mlgate-scan")
 
     async def shutdown(_app: FastAPI) -> None:
         if state.scan_task is not None:

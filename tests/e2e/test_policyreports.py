@@ -21,7 +21,7 @@ import yaml
 from tests.e2e import cluster
 from tests.e2e.cluster import Mlgate
 from tests.e2e.conftest import base_config
-from tests.e2e.controlplane import binary
+from tests.e2e.controlplane import ROOT, binary
 from tests.e2e.test_apply import LIMITED_GPU, NO_LIMITS, apply, pod
 from tests.e2e.test_events import events, wait_for
 
@@ -49,10 +49,16 @@ def scan_config(gate: Mlgate, mode: str = "enforce", max_results: int = 1000) ->
     return config
 
 
+RUNTIME = "trainer/trainer.kubeflow.org_clustertrainingruntimes.yaml"  # a cluster-scoped kind
+
+
 @pytest.fixture(scope="module")
 def scanning(release: Mlgate, shared: Path) -> Iterator[Mlgate]:
-    names = cluster.install_crds(release.plane,
-                                 sorted((shared / "crds" / "policy-reports").glob("*.yaml")))
+    before = set(release.plane.kubectl("get", "crd", "-o", "name").stdout.split())
+    files = [*sorted((shared / "crds" / "policy-reports").glob("*.yaml")),
+             shared / "crds" / RUNTIME]
+    names = [n for n in cluster.install_crds(release.plane, files)
+             if f"customresourcedefinition.apiextensions.k8s.io/{n}" not in before]
     chart_rbac(release, "--set", "policyReports.enabled=true")
     release.stop()
     release.config_file.write_text(yaml.safe_dump(scan_config(release)))
@@ -64,7 +70,8 @@ def scanning(release: Mlgate, shared: Path) -> Iterator[Mlgate]:
         release.config_file.write_text(yaml.safe_dump(base_config(release)))
         chart_rbac(release)
         release.start()
-        release.plane.kubectl("delete", "crd", *names, "--wait=false")
+        if names:  # only the CRDs this module added
+            release.plane.kubectl("delete", "crd", *names, "--wait=false")
 
 
 def admitted(gate: Mlgate, namespace: str, pods: dict[str, dict[str, Any]],
@@ -170,3 +177,29 @@ def test_results_are_capped_and_the_summary_counts_them_all(scanning: Mlgate,
     scanning.configure(scan_config(scanning, "enforce", 1000))
     full = wait_report(scanning, namespace, lambda r: len(r.get("results", [])) == 5)
     assert "annotations" not in full["metadata"]  # the note goes with the cut (apply)
+
+
+def test_cluster_scoped_objects_go_to_the_cluster_policy_report(scanning: Mlgate) -> None:
+    runtime = (ROOT / "tests" / "fixtures" / "workloads" / "clustertrainingruntime.yaml")
+    gate, plane = scanning, scanning.plane
+    gate.configure(scan_config(gate, "warn"))
+    plane.kubectl("apply", "-f", str(runtime))
+    gate.configure(scan_config(gate, "enforce"))
+    try:
+        def probe() -> dict[str, Any] | None:
+            out = plane.kubectl("get", "clusterpolicyreports.v1alpha2.wgpolicyk8s.io",
+                                "-o", "yaml").stdout
+            found = [r for r in yaml.safe_load(out)["items"]
+                     if r["metadata"]["name"] == "mlgate-clusterpolicyreport"
+                     and r.get("summary", {}).get("fail")]
+            return found[0] if found else None
+        report = wait_for("the ClusterPolicyReport", probe)
+        (result,) = [r for r in report["results"] if r["result"] == "fail"]
+        assert result["resources"] == [{"apiVersion": "trainer.kubeflow.org/v1alpha1",
+                                        "kind": "ClusterTrainingRuntime",
+                                        "name": "deepspeed-distributed"}]
+        assert "namespace" not in report["metadata"]
+    finally:
+        plane.kubectl("delete", "-f", str(runtime), "--ignore-not-found")
+    wait_for("the empty ClusterPolicyReport to be deleted", lambda: not yaml.safe_load(
+        plane.kubectl("get", "clusterpolicyreports", "-o", "yaml").stdout)["items"])

@@ -78,7 +78,7 @@ class EventSettings(Model):
     queueSize: int = Field(1000, gt=0)  # beyond this, events are dropped and counted
     burst: int = Field(25, gt=0)  # new events per namespace at once...
     perMinute: float = Field(6.0, gt=0)  # ...then this many per namespace and minute
-    dedupWindow: Duration = 600.0  # a repeat within this updates the event's series count
+    dedupWindow: Duration = 3600.0  # a repeat within this raises the first Event's series count
 
 
 class AuditSettings(Model):

@@ -63,9 +63,9 @@ def test_a_denial_is_an_event_in_the_namespace_naming_the_object(gate: Mlgate,
     assert event["reportingComponent"] == "mlgate.io/webhook"
     assert "denied by require-limits" in event["message"]
     assert "[require-limits]" in event["message"] and 'container "trainer"' in event["message"]
-    shown = gate.plane.kubectl("get", "events", "-n", namespace, "-o", "yaml",
-                               f"--field-selector=reason={DENIED}").stdout
-    print(f"--- kubectl get events -n {namespace} -o yaml\n{shown}")
+    name = event["metadata"]["name"]
+    shown = gate.plane.kubectl("get", "event", name, "-n", namespace, "-o", "yaml").stdout
+    print(f"--- kubectl get event {name} -n {namespace} -o yaml\n{shown}")
     listed = gate.plane.kubectl("get", "events", "-n", namespace).stdout
     assert re.search(rf"Warning\s+{DENIED}\s+namespace/{namespace}", listed), listed
 

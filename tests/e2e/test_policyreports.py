@@ -112,8 +112,8 @@ def names(report: dict[str, Any]) -> dict[str, str]:
 def test_the_scan_writes_a_policy_report_per_namespace(scanning: Mlgate, namespace: str) -> None:
     admitted(scanning, namespace, {"fits": LIMITED_GPU, "nolimits": NO_LIMITS})
     report = wait_report(scanning, namespace, lambda r: r.get("summary", {}).get("fail") == 1)
-    print(f"--- kubectl get policyreports -n {namespace} -o yaml\n" + scanning.plane.kubectl(
-        "get", V1ALPHA2, "-n", namespace, "-o", "yaml").stdout)
+    print(f"--- kubectl get {V1ALPHA2} {REPORT} -n {namespace} -o yaml\n"
+          + scanning.plane.kubectl("get", V1ALPHA2, REPORT, "-n", namespace, "-o", "yaml").stdout)
     assert report["apiVersion"] == "wgpolicyk8s.io/v1alpha2"
     assert report["metadata"]["name"] == REPORT
     assert report["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "mlgate"}

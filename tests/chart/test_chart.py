@@ -278,6 +278,9 @@ def test_policy_reports_are_opt_in_with_rbac_only_for_the_reports(
     assert audit["policyReports"] == {"enabled": True, "maxResults": 50}
     assert audit["scan"] == {"enabled": True, "interval": "5m"}  # the user's keys are kept
     assert not helm.by_kind(objects, "CustomResourceDefinition")  # the chart expects the CRDs
+    assert "kubectl get crd policyreports.wgpolicyk8s.io" in helm.notes(
+        sets={"policyReports.enabled": "true"})
+    assert "PolicyReports" not in helm.notes()
 
 
 def test_events_can_be_switched_off_with_their_rbac(

@@ -72,7 +72,7 @@ def test_every_object_matches_its_schema(rendered: dict[str, list[dict[str, Any]
 
 def test_crd_schemas_reject_a_wrong_field(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """The stand-in schemas are strict enough to catch a typo."""
-    certificate = helm.one(rendered["cert-manager"], "Certificate")
+    certificate = helm.by_kind(rendered["cert-manager"], "Certificate")[0]
     broken = {**certificate, "spec": {**certificate["spec"], "dnsName": ["x"]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, crd_schemas.CERTIFICATE)
@@ -171,10 +171,19 @@ def test_chart_certificates(rendered: dict[str, list[dict[str, Any]]], name: str
 
 def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["cert-manager"]
-    certificate = helm.one(objects, "Certificate")
-    issuer = helm.one(objects, "Issuer")
-    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"],
-                                                "kind": "Issuer"}
+    certificates = {c["metadata"]["name"]: c for c in helm.by_kind(objects, "Certificate")}
+    issuers = {i["metadata"]["name"]: i for i in helm.by_kind(objects, "Issuer")}
+    certificate = certificates.pop(helm.one(objects, "Service")["metadata"]["name"])
+    # The serving certificate comes from a CA of the chart's own, not from the self-signed
+    # Issuer: a renewal then keeps the caBundle (a new self-signed root would be injected
+    # before the pods' Secret volumes catch up, and the API server would refuse them).
+    (ca,) = certificates.values()
+    assert ca["spec"]["isCA"] is True
+    assert issuers[ca["spec"]["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    ca_issuer = issuers[certificate["spec"]["issuerRef"]["name"]]
+    assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"
+    assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
+    assert ca["spec"]["secretName"] != certificate["spec"]["secretName"]
     assert helm.by_kind(objects, "Secret") == []
     reference = f"{helm.NAMESPACE}/{certificate['metadata']['name']}"
     for configuration in webhook_configurations(objects):
@@ -189,7 +198,7 @@ def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
 def test_cert_manager_with_an_existing_issuer() -> None:
     objects = helm.render(scenario("cert-manager"), set_json={
         "certificates.certManager.issuerRef": '{"name": "corp-ca", "kind": "ClusterIssuer"}'})
-    assert helm.by_kind(objects, "Issuer") == []
+    assert helm.by_kind(objects, "Issuer") == []  # neither the self-signed nor the CA one
     assert helm.one(objects, "Certificate")["spec"]["issuerRef"] == {
         "name": "corp-ca", "kind": "ClusterIssuer"}
 
@@ -311,7 +320,7 @@ def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert {"name": "MLGATE_NAMESPACE", "valueFrom": {"fieldRef": {
         "fieldPath": "metadata.namespace"}}} in container["env"]
     assert container["args"][0] == "serve"
-    assert "--config=/etc/mlgate/mlgate.yaml" in container["args"]
+    assert "--config=/etc/mlgate/config/mlgate.yaml" in container["args"]
     # a read-only root: the only writable places are emptyDirs
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
@@ -426,3 +435,34 @@ def test_alerts_use_metrics_the_server_exports(rendered: dict[str, list[dict[str
     used = {name for group in rule["spec"]["groups"] for r in group["rules"]
             for name in re.findall(r"\bmlgate_[a-z_]+", r["expr"])}
     assert used and used <= exported, used - exported
+
+
+@pytest.mark.parametrize(("sets", "workers"), [
+    ({}, "1"),                                                   # no CPU limit
+    ({"resources.limits.cpu": "1500m"}, "2"),                    # millicores, rounded up
+    ({"resources.limits.cpu": "4"}, "4"),
+    ({"resources.limits.cpu": "0.5"}, "1"),
+    ({"resources.limits.cpu": "4", "server.workers": "2"}, "2"),  # the value wins
+])
+def test_workers_follow_the_cpu_limit_unless_set(sets: dict[str, str], workers: str) -> None:
+    container = helm.one(helm.render(sets=sets), "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert f"--workers={workers}" in container["args"]
+
+
+def test_the_config_is_a_directory_mount_so_configmap_edits_reach_the_server(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """kubelet never updates a subPath mount: the config must be mounted as a directory."""
+    deployment = helm.one(rendered["default"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config"]
+    assert mount == {"name": "config", "mountPath": "/etc/mlgate/config", "readOnly": True}
+    assert "checksum/config" not in deployment["spec"]["template"]["metadata"].get(
+        "annotations", {})
+    restarting = helm.one(helm.render(sets={"restartOnConfigChange": "true"}), "Deployment")
+    assert "checksum/config" in restarting["spec"]["template"]["metadata"]["annotations"]
+    # the checksum covers what the switches merge into the config, not only `config`
+    reports = helm.one(helm.render(sets={"restartOnConfigChange": "true",
+                                         "policyReports.enabled": "true"}), "Deployment")
+    assert (reports["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            != restarting["spec"]["template"]["metadata"]["annotations"]["checksum/config"])

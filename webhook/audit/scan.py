@@ -5,7 +5,8 @@ discovery; ML CRDs that are not installed are skipped) is listed page by page wi
 `limit`/`continue`, each object is evaluated by the validating policies as an audit (no
 one is denied), and the latest result per object is stored. Memory stays bounded: one
 page is held at a time, results go to the store page by page, and objects that vanished
-are removed by comparing scan times in SQL, never by holding a set of names.
+are removed by comparing scan times in SQL, never by holding a set of names (all of a
+kind's results, when the cluster stopped serving the kind: its CRD was deleted).
 
 Objects controlled by another workload kind of the table (a Deployment's ReplicaSets and
 their Pods, a CronJob's Jobs, a JobSet's Jobs) are skipped: their owner is reported, as
@@ -219,6 +220,13 @@ class Scanner:
             summary.kinds.append(label)
             summary.removed += await asyncio.to_thread(self.store.forget_scan, spec.group,
                                                        spec.kind, started)
+        # A kind the cluster no longer serves (its CRD was deleted, and with it every
+        # object of the kind) has no objects left: its earlier results are gone too.
+        served = {(spec.group, spec.kind) for spec, _version in kinds}
+        for spec in workloads.KINDS:
+            if (spec.group, spec.kind) not in served:
+                summary.removed += await asyncio.to_thread(self.store.forget_scan, spec.group,
+                                                           spec.kind, summary.started)
         metrics.SCAN_OBJECTS.labels("fail").set(summary.failing)
         metrics.SCAN_OBJECTS.labels("pass").set(summary.objects - summary.failing)
         log.info("scan: %d objects in %d kinds, %d failing, %d skipped, %d removed",

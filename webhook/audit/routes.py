@@ -1,11 +1,11 @@
 """`install(app)`: the audit side of the server, added to the app in one call.
 
 Routes: `GET /metrics` (Prometheus text), `GET /audit/report` (json, html, policyreport),
-`GET /audit/decisions` (raw decisions, cursor pagination). Hooks: a decision observer
-(metrics, one log line, the journal queue), a reload listener (metrics), startup (open
-and migrate the journal, build the token checker, start the scan) and shutdown (stop the
-scan, flush the journal). Everything here is off the admission path except the observer,
-which never waits.
+`GET /audit/decisions` (raw decisions, cursor pagination). Hooks: decision observers
+(metrics, one log line, the journal queue; the Events queue), a reload listener (metrics),
+startup (open and migrate the journal, build the token checker, start the scan, its
+PolicyReports and the Events writer) and shutdown (stop them, flush the journal).
+Everything here is off the admission path except the observers, which never wait.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook import engine, logs, metrics
-from webhook.audit import access, journal, report, scan
+from webhook.audit import access, events, journal, kube, policyreports, report, scan
 from webhook.audit import store as store_module
 
 log = logging.getLogger("mlgate.audit")
@@ -41,6 +41,7 @@ class AuditState:
     authority: access.Authority | None = None
     scanner: scan.Scanner | None = None
     scan_task: asyncio.Task[None] | None = None
+    events: events.Recorder | None = None
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -83,9 +84,22 @@ def install(app: FastAPI, data_dir: str | Path | None = None) -> AuditState:
 
     app.state.observers.append(observe)
 
+    def cluster_api() -> kube.Api | None:
+        """A client for writing Events and PolicyReports: in a pod, or audit.scan.kubeconfig
+        (never the user's default kubeconfig, which may be any cluster)."""
+        scan_cfg = runtime.engine.config.audit.scan
+        if not (scan_cfg.kubeconfig or kube.in_cluster()):
+            return None
+        return kube.Api(kube.api_client(scan_cfg.kubeconfig), scan_cfg.timeout)
+
+    state.events = events.Recorder(lambda: runtime.engine.config.audit.events, cluster_api)
+    app.state.observers.append(state.events.observe)
+
     async def startup(_app: FastAPI) -> None:
         cfg = runtime.engine.config
         state.authority = access.authority(cfg.audit)
+        assert state.events is not None
+        state.events.start()
         if data_dir is None and not cfg.journal.url:
             log.info("journal off: no data directory and no journal.url (embedded app)")
             return
@@ -95,16 +109,22 @@ def install(app: FastAPI, data_dir: str | Path | None = None) -> AuditState:
         if cfg.audit.scan.enabled:
             from webhook.audit import kube
 
-            state.scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
-                                         lambda: runtime.engine, state.journal.store,
-                                         cfg.audit.scan)
-            state.scan_task = asyncio.create_task(state.scanner.loop(), name="mlgate-scan")
+            scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
+                                   lambda: runtime.engine, state.journal.store, cfg.audit.scan)
+            scanner.on_failing.append(state.events.found)
+            scanner.after.append(policyreports.after_scan(
+                state.journal.store, lambda: runtime.engine.config.audit.policyReports,
+                lambda: kube.Api(scanner.api_client, cfg.audit.scan.timeout)))
+            state.scanner = scanner
+            state.scan_task = asyncio.create_task(scanner.loop(), name="mlgate-scan")
 
     async def shutdown(_app: FastAPI) -> None:
         if state.scan_task is not None:
             state.scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.scan_task
+        if state.events is not None:
+            await state.events.close()
         if state.journal is not None:
             await state.journal.close()
 

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,9 @@ class Scanner:
         self.store = store
         self.settings = cfg
         self.last: ScanSummary | None = None
+        # Hooks (PolicyReports, Events): each failing row as it is found, then the summary.
+        self.on_failing: list[Callable[[dict[str, Any]], None]] = []
+        self.after: list[Callable[[ScanSummary], Awaitable[None]]] = []
 
     # -- the API ---------------------------------------------------------------
     def _get(self, path: str, query: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
@@ -175,6 +178,7 @@ class Scanner:
                        "container": f.container, "error": f.error} for f in decision.findings]
         return {"group": spec.group, "kind": spec.kind, "namespace": request.namespace,
                 "name": request.name, "api_version": str(obj.get("apiVersion")),
+                "uid": str((obj.get("metadata") or {}).get("uid") or ""),
                 "scanned_at": now, "policies": policies,
                 "violations": violations}
 
@@ -205,6 +209,8 @@ class Scanner:
                         rows.append(row)
                         summary.objects += 1
                         summary.failing += bool(row["violations"])
+                        for hook in self.on_failing if row["violations"] else ():
+                            hook(row)
                     if rows:
                         await asyncio.to_thread(self.store.upsert_scan, rows)
             except Exception as exc:  # one kind failing must not stop the others
@@ -227,6 +233,11 @@ class Scanner:
                  summary.objects, len(summary.kinds), summary.failing, summary.skipped,
                  summary.removed)
         self.last = summary
+        for after in self.after:
+            try:
+                await after(summary)
+            except Exception as exc:  # a hook failing must not fail the scan
+                log.error("scan: %s failed: %s", getattr(after, "__qualname__", after), exc)
         return summary
 
     async def loop(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 DEFAULT_DATA_DIR = ".mlgate"
 JOURNAL_FILE = "journal.db"
@@ -62,6 +62,25 @@ class ScanSettings(Model):
     timeout: Duration = 30.0  # per API request
 
 
+class PolicyReportSettings(Model):
+    """wgpolicyk8s.io/v1alpha2 PolicyReports written by the scan (off by default)."""
+
+    enabled: bool = False
+    maxResults: int = Field(1000, gt=0)  # per report; the summary still counts every result
+
+
+class EventSettings(Model):
+    """Kubernetes Events for denials and scan findings, off the admission path."""
+
+    enabled: bool = True  # needs a client: in a pod, or audit.scan.kubeconfig
+    denials: bool = True  # AdmissionDenied, on the namespace of the denied object
+    scanFindings: bool = True  # PolicyViolation, on the object the scan found
+    queueSize: int = Field(1000, gt=0)  # beyond this, events are dropped and counted
+    burst: int = Field(25, gt=0)  # new events per namespace at once...
+    perMinute: float = Field(6.0, gt=0)  # ...then this many per namespace and minute
+    dedupWindow: Duration = 3600.0  # a repeat within this raises the first Event's series count
+
+
 class AuditSettings(Model):
     """Access to the audit endpoints, and the cluster scan."""
 
@@ -70,3 +89,13 @@ class AuditSettings(Model):
     kubernetesAuth: bool | None = None  # TokenReview + SubjectAccessReview; None: in cluster
     metricsPublic: bool = True  # Prometheus scrapes /metrics without a token
     scan: ScanSettings = Field(default_factory=lambda: ScanSettings())  # type: ignore[call-arg]
+    policyReports: PolicyReportSettings = Field(
+        default_factory=lambda: PolicyReportSettings())  # type: ignore[call-arg]
+    events: EventSettings = Field(default_factory=lambda: EventSettings())  # type: ignore[call-arg]
+
+    @model_validator(mode="after")
+    def _reports_need_the_scan(self) -> AuditSettings:
+        if self.policyReports.enabled and not self.scan.enabled:
+            raise ValueError("audit.policyReports.enabled needs audit.scan.enabled: the "
+                             "reports carry the scan's results")
+        return self

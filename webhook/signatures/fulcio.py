@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook import images
-from webhook.signatures import bundles, cosign, keys
+from webhook.signatures import bundles, cosign, keys, transparency
 
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
@@ -42,8 +42,7 @@ class Rejected(Exception):
     """A keyless signature that is not valid; the message says why."""
 
 
-def _covers(start: datetime | None, end: datetime | None, when: datetime) -> bool:
-    return (start is None or start <= when) and (end is None or when <= end)
+_covers = transparency.covers
 
 
 @dataclass(frozen=True)
@@ -57,20 +56,10 @@ class Authority:
     name: str = "Fulcio"
 
 
-@dataclass(frozen=True)
-class Log:
-    """A Rekor log: its key, its log ID (sha256 of the key's DER SubjectPublicKeyInfo)."""
-
-    key: keys.PublicKey
-    log_id: str
-    start: datetime | None = None
-    end: datetime | None = None
-    name: str = "Rekor"
+Log = transparency.Log
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+_spki = transparency.spki
 
 
 def _instant(value: Any, where: str) -> datetime | None:
@@ -146,6 +135,8 @@ class TrustRoot:
         pem = key.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
         valid = log["publicKey"].get("validFor") or {}
+        if not valid.get("start"):  # an open start would trust the key for any past entry
+            raise ValueError(f"{where}: publicKey.validFor.start is missing")
         return Log(keys.load(pem, where), hashlib.sha256(der).hexdigest(),
                    _instant(valid.get("start"), where), _instant(valid.get("end"), where),
                    str(log.get("baseUrl") or where))
@@ -158,19 +149,12 @@ def trust_root(path: str | None = None) -> TrustRoot:
 
 
 # -- the Rekor SET ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Entry:
-    """A Rekor entry whose SET verified: when it was logged, by which log, what it holds."""
-
-    body: dict[str, Any]
-    integrated: datetime
-    log: Log
-    index: int
+Entry = transparency.Entry
 
 
 def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
-    """Check cosign's `bundle` annotation: the SET is the log's signature over the canonical
-    JSON (sorted keys, no spaces) of {body, integratedTime, logID, logIndex}."""
+    """Check cosign's `bundle` annotation: {SignedEntryTimestamp, Payload: {body,
+    integratedTime, logID, logIndex}}, the SET over the canonical JSON of Payload."""
     try:
         data = json.loads(bundle_annotation)
         signed = base64.b64decode(data["SignedEntryTimestamp"], validate=True)
@@ -180,62 +164,24 @@ def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
         if not (isinstance(body, str) and isinstance(log_id, str)
                 and type(integrated) is int and type(index) is int):
             raise TypeError("body/logID must be strings, integratedTime/logIndex integers")
-        entry = json.loads(base64.b64decode(body, validate=True))
-        if not isinstance(entry, dict):
-            raise TypeError("the entry body is not a JSON object")
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise Rejected(f"the Rekor bundle annotation ({BUNDLE_ANNOTATION}) is malformed: "
                        f"{type(exc).__name__}: {exc}") from exc
-    log = next((log for log in trust.logs if log.log_id == log_id.lower()), None)
-    if log is None:
-        trusted = ", ".join(f"{log.log_id[:16]}… ({log.name})" for log in trust.logs) or "none"
-        raise Rejected(f"the SET comes from Rekor log {log_id[:16]}…, which is not trusted "
-                       f"(trusted: {trusted})")
-    canonical = json.dumps({"body": body, "integratedTime": integrated, "logID": log_id,
-                            "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
-    if not keys.verifies(log.key, signed, canonical):
-        raise Rejected(f"the Rekor SET does not verify with the key of {log.name}")
-    when = datetime.fromtimestamp(integrated, UTC)
-    if not _covers(log.start, log.end, when):
-        raise Rejected(f"the entry was logged at {when:%Y-%m-%d %H:%M:%S}Z, outside the "
-                       f"validity of {log.name}")
-    return Entry(entry, when, log, index)
+    try:
+        return transparency.verify_promise(body, integrated, log_id, index, signed, trust.logs)
+    except transparency.Rejected as exc:
+        raise Rejected(str(exc)) from exc
 
 
 def _check_entry(entry: Entry, payload: bytes, signature: bytes,
                  leaf: x509.Certificate) -> None:
     """The logged entry must record this signature, by this certificate, over this payload:
     otherwise the SET vouches for something else."""
-    kind = entry.body.get("kind")
-    if kind not in ("hashedrekord", "rekord"):
-        raise Rejected(f"Rekor entry {entry.index} is a {kind!r} entry, not a hashedrekord of "
-                       f"this signature")
     try:
-        spec = entry.body["spec"]
-        hashed = spec["data"]["hash"]
-        logged_sig = base64.b64decode(spec["signature"]["content"], validate=True)
-        logged_key = base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
-    except (KeyError, TypeError, binascii.Error) as exc:
-        raise Rejected(f"Rekor entry {entry.index} is malformed: {type(exc).__name__}: {exc}"
-                       ) from exc
-    if (hashed.get("algorithm") != "sha256"
-            or hashed.get("value") != hashlib.sha256(payload).hexdigest()):
-        raise Rejected(f"Rekor entry {entry.index} logs another payload (sha256 "
-                       f"{str(hashed.get('value'))[:16]}…), not this one")
-    if logged_sig != signature:
-        raise Rejected(f"Rekor entry {entry.index} logs another signature, not this one")
-    try:
-        logged = x509.load_pem_x509_certificate(logged_key)
-        same = logged == leaf
-    except ValueError:
-        try:
-            same = _spki(serialization.load_pem_public_key(logged_key)) == _spki(
-                leaf.public_key())
-        except (ValueError, UnsupportedAlgorithm):
-            same = False
-    if not same:
-        raise Rejected(f"Rekor entry {entry.index} logs another certificate or key, not this "
-                       f"signature's certificate")
+        transparency.check_records(entry, signature=signature, key=leaf.public_key(),  # type: ignore[arg-type]
+                                   cert=leaf, artifact_sha256=hashlib.sha256(payload).hexdigest())
+    except transparency.Rejected as exc:
+        raise Rejected(str(exc)) from exc
 
 
 # -- the certificate path --------------------------------------------------------
@@ -420,6 +366,7 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
         raise Rejected(f"no Rekor SET ({BUNDLE_ANNOTATION} annotation): without the "
                        f"transparency log's time the short-lived certificate cannot be trusted")
     entry = verify_set(bundle, trust)
+    assert entry.integrated is not None  # a SET always carries its time
     _check_entry(entry, signature.payload, raw, leaf)
     verify_chain(leaf, chain, trust, entry.integrated)
     issuer, sans = bundles.certificate_identity(leaf)

@@ -74,6 +74,10 @@ class Rule(policy.Params):
         True, description="the payload's docker-reference must name the image's repository")
     failure: Literal["deny", "allow"] = Field(
         "deny", description="what a registry that is down, slow or refusing does")
+    tlog: Literal["required", "optional", "off"] = Field(
+        "optional", description="Rekor entry of key-based signatures: required (a verified "
+        "SET or inclusion proof), optional (checked when present) or off; keyless ones "
+        "always need theirs")
 
     @model_validator(mode="after")
     def _authority(self) -> Rule:
@@ -134,7 +138,7 @@ class ImageSignatures(policy.Policy):
             identities = [bundles.Identity(k.issuer, k.subject, k.issuerRegExp, k.subjectRegExp)
                           for k in rule.keyless]
             self._authorities[rule.name] = verifier.Authorities.build(
-                rule.name, loaded, identities, rule.annotations, rule.checkIdentity)
+                rule.name, loaded, identities, rule.annotations, rule.checkIdentity, rule.tlog)
 
     def close(self) -> None:
         if self.verifier is not None:

@@ -237,6 +237,9 @@ class TestSigstore:
         self.intermediate = _ca_cert("test-fulcio-intermediate", self.intermediate_key,
                                      self.root, self.root_key, now - datetime.timedelta(days=30),
                                      now + datetime.timedelta(days=30))
+        self.ct_key = ec.generate_private_key(ec.SECP256R1())
+        self.ct_der = self.ct_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.rekor_key = ec.generate_private_key(ec.SECP256R1())
         self.rekor_der = self.rekor_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -261,11 +264,34 @@ class TestSigstore:
                 "certChain": {"certificates": [{"rawBytes": der(self.intermediate)},
                                                {"rawBytes": der(self.root)}]},
                 "validFor": start}],
-            "ctlogs": [], "timestampAuthorities": []}
+            "ctlogs": [{"baseUrl": "https://ct.test", "hashAlgorithm": "SHA2_256",
+                        "publicKey": {"rawBytes": base64.b64encode(self.ct_der).decode(),
+                                      "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                                      "validFor": start},
+                        "logId": {"keyId": base64.b64encode(
+                            hashlib.sha256(self.ct_der).digest()).decode()}}],
+            "timestampAuthorities": []}
 
     def leaf(self, key: Any, email: str, issuer: str, start: datetime.datetime,
              lifetime: datetime.timedelta = datetime.timedelta(minutes=10),
-             usage: Any = ExtendedKeyUsageOID.CODE_SIGNING) -> x509.Certificate:
+             usage: Any = ExtendedKeyUsageOID.CODE_SIGNING, sct: str = "valid",
+             ) -> x509.Certificate:
+        """A Fulcio-like leaf. `sct`: "valid" (an SCT of this CT log), "none", "untrusted"
+        (an SCT of a CT log the trusted root does not name) or "tampered" (the SCT's
+        signature does not match the certificate)."""
+        builder = self._leaf_builder(key, email, issuer, start, lifetime, usage)
+        precert = builder.sign(self.intermediate_key, hashes.SHA384())
+        if sct == "none":
+            return precert
+        ct_key = self.ct_key if sct != "untrusted" else ec.generate_private_key(ec.SECP256R1())
+        return builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"),
+            _sct_list(ct_key, precert.tbs_certificate_bytes, self.intermediate,
+                      tamper=sct == "tampered")),
+            critical=False).sign(self.intermediate_key, hashes.SHA384())
+
+    def _leaf_builder(self, key: Any, email: str, issuer: str, start: datetime.datetime,
+                      lifetime: datetime.timedelta, usage: Any) -> x509.CertificateBuilder:
         issuer_utf8 = issuer.encode()
         assert len(issuer_utf8) < 128
         return (x509.CertificateBuilder().subject_name(x509.Name([]))
@@ -281,8 +307,7 @@ class TestSigstore:
                     x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer_utf8), critical=False)
                 .add_extension(x509.UnrecognizedExtension(  # OIDC issuer (v2: DER UTF8String)
                     x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"),
-                    bytes([0x0C, len(issuer_utf8)]) + issuer_utf8), critical=False)
-                .sign(self.intermediate_key, hashes.SHA384()))
+                    bytes([0x0C, len(issuer_utf8)]) + issuer_utf8), critical=False))
 
     def rekor_bundle(self, payload: bytes, signature: bytes, cert_pem: bytes,
                      integrated_time: int) -> str:
@@ -313,7 +338,7 @@ class TestSigstore:
     def sign(self, identity: str, digest: str, email: str, issuer: str, *,
              logged_after: datetime.timedelta = datetime.timedelta(minutes=1),
              with_chain: bool = True, usage: Any = ExtendedKeyUsageOID.CODE_SIGNING,
-             ) -> tuple[bytes, dict[str, str]]:
+             sct: str = "valid") -> tuple[bytes, dict[str, str]]:
         """Sign `digest` keyless, as `cosign sign` did before bundles: an ephemeral key, a
         leaf issued an hour ago (expired now, as real ones are), and the Rekor entry logged
         `logged_after` the leaf's start (more than ten minutes: logged after it expired).
@@ -321,7 +346,7 @@ class TestSigstore:
         key = ec.generate_private_key(ec.SECP256R1())
         start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - \
             datetime.timedelta(hours=1)
-        cert_pem = self.leaf(key, email, issuer, start, usage=usage).public_bytes(
+        cert_pem = self.leaf(key, email, issuer, start, usage=usage, sct=sct).public_bytes(
             serialization.Encoding.PEM)
         payload = Signer.payload(identity, digest)
         signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
@@ -335,3 +360,29 @@ class TestSigstore:
                 c.public_bytes(serialization.Encoding.PEM)
                 for c in (self.intermediate, self.root)).decode()
         return payload, annotations
+
+
+def _der_octets(data: bytes) -> bytes:
+    if len(data) < 128:
+        return bytes([0x04, len(data)]) + data
+    size = (len(data).bit_length() + 7) // 8
+    return bytes([0x04, 0x80 | size]) + len(data).to_bytes(size, "big") + data
+
+
+def _sct_list(ct_key: Any, precert_tbs: bytes, issuer: x509.Certificate,
+              tamper: bool = False) -> bytes:
+    """The extnValue of an embedded SCT list (RFC 6962 §3.3) with one SCT by `ct_key` over
+    the precertificate TBS: DER OCTET STRING of the TLS-encoded SignedCertificateTimestampList."""
+    timestamp = int(datetime.datetime.now(datetime.UTC).timestamp() * 1000) - 3_600_000
+    issuer_hash = hashlib.sha256(issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    signed = (bytes([0, 0]) + timestamp.to_bytes(8, "big") + (1).to_bytes(2, "big")
+              + issuer_hash + len(precert_tbs).to_bytes(3, "big") + precert_tbs
+              + (0).to_bytes(2, "big"))
+    signature = ct_key.sign(signed + (b"x" if tamper else b""), ec.ECDSA(hashes.SHA256()))
+    log_id = hashlib.sha256(ct_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    sct = (bytes([0]) + log_id + timestamp.to_bytes(8, "big") + (0).to_bytes(2, "big")
+           + bytes([4, 3]) + len(signature).to_bytes(2, "big") + signature)
+    entries = len(sct).to_bytes(2, "big") + sct
+    return _der_octets(len(entries).to_bytes(2, "big") + entries)

@@ -8,8 +8,9 @@ trusted because Rekor vouches that it was logged while the leaf was valid: the S
 a trusted Rekor key, carries the entry's integratedTime, and the certificate path is checked
 at that time, not now. Trust comes from a `TrustRoot`: the Fulcio CAs and Rekor keys of a
 sigstore trusted_root.json (the production one sigstore-python ships, by default) or PEM files.
-Not checked: the certificate's embedded SCT (CT log) and Rekor inclusion proofs, which the
-legacy layer does not carry.
+The certificate's embedded SCT is checked against the trust root's CT logs (`sct`), as
+cosign does by default; a trust root without CT logs (a private Sigstore) skips it. Not
+checked: Rekor inclusion proofs, which the legacy layer does not carry.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook import images
-from webhook.signatures import bundles, cosign, keys, transparency
+from webhook.signatures import bundles, cosign, keys, sct, transparency
 
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
@@ -78,12 +79,14 @@ class TrustRoot:
     authorities: tuple[Authority, ...]
     logs: tuple[Log, ...]
     source: str = ""
+    ct_logs: tuple[Log, ...] = ()  # empty: no CT log (a private Sigstore), SCTs not checked
 
     @classmethod
     def from_pem(cls, fulcio: Sequence[bytes | str], rekor: Sequence[bytes | str],
-                 source: str = "PEM files") -> TrustRoot:
+                 source: str = "PEM files", ct: Sequence[bytes | str] = ()) -> TrustRoot:
         """Each `fulcio` item is one CA: PEM certificates, intermediates first, root last
-        (the last one is the trust anchor). Each `rekor` item is a Rekor public key."""
+        (the last one is the trust anchor). Each `rekor` item is a Rekor public key, each
+        `ct` item a CT log's public key."""
         authorities = []
         for index, pem in enumerate(fulcio):
             data = pem.encode() if isinstance(pem, str) else pem
@@ -99,7 +102,12 @@ class TrustRoot:
             key = keys.load(pem, f"{source}: Rekor key {index + 1}")
             logs.append(Log(key, hashlib.sha256(_spki(key)).hexdigest(),
                             name=f"Rekor key {index + 1} of {source}"))
-        return cls(tuple(authorities), tuple(logs), source)
+        ct_logs = []
+        for index, pem in enumerate(ct):
+            key = keys.load(pem, f"{source}: CT log key {index + 1}")
+            ct_logs.append(Log(key, hashlib.sha256(_spki(key)).hexdigest(),
+                               name=f"CT log key {index + 1} of {source}"))
+        return cls(tuple(authorities), tuple(logs), source, tuple(ct_logs))
 
     @classmethod
     def from_trusted_root(cls, path: str) -> TrustRoot:
@@ -110,13 +118,15 @@ class TrustRoot:
                                 for i, ca in enumerate(data.get("certificateAuthorities") or []))
             logs = tuple(cls._log(log, f"{path}: tlogs[{i}]")
                          for i, log in enumerate(data.get("tlogs") or []))
+            ct_logs = tuple(cls._log(log, f"{path}: ctlogs[{i}]")
+                            for i, log in enumerate(data.get("ctlogs") or []))
         except OSError as exc:
             raise ValueError(f"trusted root {path}: cannot read it: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
                 UnsupportedAlgorithm) as exc:
             raise ValueError(f"trusted root {path} is not a sigstore trusted_root.json: "
                              f"{type(exc).__name__}: {exc}") from exc
-        return cls(authorities, logs, path)
+        return cls(authorities, logs, path, ct_logs)
 
     @staticmethod
     def _authority(ca: dict[str, Any], where: str) -> Authority:
@@ -368,7 +378,12 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
     entry = verify_set(bundle, trust)
     assert entry.integrated is not None  # a SET always carries its time
     _check_entry(entry, signature.payload, raw, leaf)
-    verify_chain(leaf, chain, trust, entry.integrated)
+    path = verify_chain(leaf, chain, trust, entry.integrated)
+    if trust.ct_logs:
+        try:
+            sct.verify(leaf, path[1], trust.ct_logs)
+        except sct.Rejected as exc:
+            raise Rejected(str(exc)) from exc
     issuer, sans = bundles.certificate_identity(leaf)
     signer = f"{', '.join(sans) or 'no subject'} ({issuer or 'no issuer'})"
     if not any(wanted.matches(issuer, sans) for wanted in identities):
@@ -376,3 +391,26 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
                        f"{' or '.join(map(str, identities))}")
     why = cosign.check_payload(signature.payload, digest, annotations, identity)
     return cosign.Result(not why, why, signer)
+
+
+# -- key-based signatures with a Rekor entry ----------------------------------------
+def check_logged(signature: cosign.Signature, key: keys.PublicKey, trust: TrustRoot,
+                 tlog: transparency.Mode) -> str:
+    """Why a key-based legacy signature fails the rule's `tlog` ("" when it passes): its
+    `bundle` annotation (the Rekor SET) must verify and record this signature by this key
+    when present; `required` wants one."""
+    if tlog == "off":
+        return ""
+    annotation = signature.annotations.get(BUNDLE_ANNOTATION, "")
+    if not annotation:
+        return ("no Rekor entry (dev.sigstore.cosign/bundle annotation), and the rule has "
+                "tlog: required (sign with cosign's transparency log, or set tlog: optional)"
+                if tlog == "required" else "")
+    try:
+        raw = base64.b64decode(signature.signature, validate=True)
+        entry = verify_set(annotation, trust)
+        transparency.check_records(entry, signature=raw, key=key,
+                                   artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
+    except (Rejected, transparency.Rejected, binascii.Error) as exc:
+        return f"transparency log: {exc}"
+    return ""

@@ -30,6 +30,7 @@ from webhook.signatures import (
     metrics,
     registry,
     settings,
+    transparency,
 )
 
 PublicKey = keys.PublicKey
@@ -45,19 +46,21 @@ class Authorities:
     annotations: tuple[tuple[str, str], ...] = ()
     check_identity: bool = True
     fingerprint: str = field(default="", compare=False)
+    tlog: transparency.Mode = "optional"  # for key-based signatures; keyless always need it
 
     @classmethod
     def build(cls, name: str, public_keys: Sequence[tuple[str, PublicKey]],
               identities: Sequence[bundles.Identity], annotations: dict[str, str],
-              check_identity: bool = True) -> Authorities:
+              check_identity: bool = True, tlog: transparency.Mode = "optional",
+              ) -> Authorities:
         digest = hashlib.sha256()
         for _, key in public_keys:
             digest.update(key.public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo))
         digest.update(repr((sorted(map(repr, identities)), sorted(annotations.items()),
-                            check_identity)).encode())
+                            check_identity, tlog)).encode())
         return cls(name, tuple(public_keys), tuple(identities), tuple(sorted(annotations.items())),
-                   check_identity, digest.hexdigest()[:16])
+                   check_identity, digest.hexdigest()[:16], tlog)
 
 
 @dataclass(frozen=True)
@@ -257,9 +260,25 @@ class Verifier:
         if authorities.keys or not failed:
             by_key = cosign.verify(signature, digest, authorities.keys, annotations, identity)
             if by_key.valid:
-                return by_key
+                why = await asyncio.to_thread(self._check_logged, signature, by_key.signer,
+                                              authorities)
+                if not why:
+                    return by_key
+                by_key = cosign.Result(False, why)
             failed.append(by_key)
         return cosign.Result(False, "; ".join(result.reason for result in failed))
+
+    def _check_logged(self, signature: cosign.Signature, signer: str,
+                      authorities: Authorities) -> str:
+        """The rule's `tlog` for a key-based legacy signature that verified with `signer`."""
+        if authorities.tlog == "off":
+            return ""
+        key = dict(authorities.keys)[signer]
+        try:
+            trust = fulcio.trust_root(self.config.trustedRoot)
+        except ValueError as exc:
+            return f"transparency log: trust root: {exc}"
+        return fulcio.check_logged(signature, key, trust, authorities.tlog)
 
     async def _verify(self, ref: images.Reference, authorities: Authorities,
                       deadline: float) -> Verdict:
@@ -292,7 +311,7 @@ class Verifier:
                 continue
             result = await asyncio.to_thread(
                 bundles.verify, blob, ref.digest, authorities.keys, authorities.identities,
-                self.config.trustedRoot)
+                self.config.trustedRoot, tlog=authorities.tlog)
             if result.valid:
                 return Verdict(str(ref), ref.digest, True, result.signer)
             reasons.append(f"{where}: {result.reason}")

@@ -183,17 +183,6 @@ def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
         raise Rejected(str(exc)) from exc
 
 
-def _check_entry(entry: Entry, payload: bytes, signature: bytes,
-                 leaf: x509.Certificate) -> None:
-    """The logged entry must record this signature, by this certificate, over this payload:
-    otherwise the SET vouches for something else."""
-    try:
-        transparency.check_records(entry, signature=signature, key=leaf.public_key(),  # type: ignore[arg-type]
-                                   cert=leaf, artifact_sha256=hashlib.sha256(payload).hexdigest())
-    except transparency.Rejected as exc:
-        raise Rejected(str(exc)) from exc
-
-
 # -- the certificate path --------------------------------------------------------
 def _issued(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     try:
@@ -331,9 +320,9 @@ def verify(signature: cosign.Signature, digest: str, identities: Sequence[bundle
         return cosign.Result(False, str(exc))
 
 
-def _load_certificates(signature: cosign.Signature) -> tuple[x509.Certificate,
-                                                               list[x509.Certificate]]:
-    pem = signature.annotations.get(cosign.CERTIFICATE_ANNOTATION, "")
+def _load_certificates(annotations: Mapping[str, str]) -> tuple[x509.Certificate,
+                                                                 list[x509.Certificate]]:
+    pem = annotations.get(cosign.CERTIFICATE_ANNOTATION, "")
     if not pem:
         raise Rejected(f"no {cosign.CERTIFICATE_ANNOTATION} annotation: a keyless signature "
                        f"needs its Fulcio certificate")
@@ -342,7 +331,7 @@ def _load_certificates(signature: cosign.Signature) -> tuple[x509.Certificate,
     except ValueError as exc:
         raise Rejected(f"{cosign.CERTIFICATE_ANNOTATION} is not a PEM certificate: {exc}"
                        ) from exc
-    chain_pem = signature.annotations.get(CHAIN_ANNOTATION, "")
+    chain_pem = annotations.get(CHAIN_ANNOTATION, "")
     try:
         chain = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem else []
     except ValueError as exc:
@@ -356,28 +345,49 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
     if not identities:
         raise Rejected("keyless signature (a Fulcio certificate), and the rule has no keyless "
                        "identities")
-    leaf, chain = _load_certificates(signature)
+    _load_certificates(signature.annotations)  # its reasons come first
     if not signature.signature:
         raise Rejected(f"no {cosign.SIGNATURE_ANNOTATION} annotation")
     try:
         raw = base64.b64decode(signature.signature, validate=True)
     except binascii.Error:
         raise Rejected(f"{cosign.SIGNATURE_ANNOTATION} is not base64") from None
+    signer = certified_signer(signature.annotations, raw, signature.payload, identities, trust,
+                              artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
+    why = cosign.check_payload(signature.payload, digest, annotations, identity)
+    return cosign.Result(not why, why, signer)
+
+
+def certified_signer(annotations: Mapping[str, str], raw: bytes, message: bytes,
+                     identities: Sequence[bundles.Identity], trust: TrustRoot,
+                     **records: Any) -> str:
+    """Who made a keyless legacy signature `raw` over `message` (Rejected says why not):
+    the leaf's key verifies it, a trusted Rekor SET vouches for an entry recording it
+    (`records`: what the entry must log, see transparency.check_records), the leaf chains
+    to a trusted Fulcio root at the entry's time, carries a trusted SCT, and is one of
+    `identities`. Simple-signing `.sig` and DSSE `.att` layers share it."""
+    if not identities:
+        raise Rejected("keyless signature (a Fulcio certificate), and the rule has no keyless "
+                       "identities")
+    leaf, chain = _load_certificates(annotations)
     try:
         key = keys.load(leaf.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
             "the signing certificate")
     except (keys.BadKey, UnsupportedAlgorithm) as exc:
         raise Rejected(str(exc)) from exc
-    if not keys.verifies(key, raw, signature.payload):
+    if not keys.verifies(key, raw, message):
         raise Rejected("the signature does not verify with the signing certificate's key")
-    bundle = signature.annotations.get(BUNDLE_ANNOTATION, "")
+    bundle = annotations.get(BUNDLE_ANNOTATION, "")
     if not bundle:
         raise Rejected(f"no Rekor SET ({BUNDLE_ANNOTATION} annotation): without the "
                        f"transparency log's time the short-lived certificate cannot be trusted")
     entry = verify_set(bundle, trust)
     assert entry.integrated is not None  # a SET always carries its time
-    _check_entry(entry, signature.payload, raw, leaf)
+    try:
+        transparency.check_records(entry, signature=raw, key=key, cert=leaf, **records)
+    except transparency.Rejected as exc:
+        raise Rejected(str(exc)) from exc
     path = verify_chain(leaf, chain, trust, entry.integrated)
     if trust.ct_logs:
         try:
@@ -389,28 +399,36 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
     if not any(wanted.matches(issuer, sans) for wanted in identities):
         raise Rejected(f"the certificate is for {signer}, not "
                        f"{' or '.join(map(str, identities))}")
-    why = cosign.check_payload(signature.payload, digest, annotations, identity)
-    return cosign.Result(not why, why, signer)
+    return signer
 
 
 # -- key-based signatures with a Rekor entry ----------------------------------------
 def check_logged(signature: cosign.Signature, key: keys.PublicKey, trust: TrustRoot,
                  tlog: transparency.Mode) -> str:
-    """Why a key-based legacy signature fails the rule's `tlog` ("" when it passes): its
-    `bundle` annotation (the Rekor SET) must verify and record this signature by this key
-    when present; `required` wants one."""
+    """Why a key-based `.sig` signature fails the rule's `tlog` ("" when it passes)."""
+    try:
+        raw = base64.b64decode(signature.signature, validate=True)
+    except binascii.Error:
+        return f"{cosign.SIGNATURE_ANNOTATION} is not base64"
+    return check_logged_records(signature.annotations, raw, key, trust, tlog,
+                                artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
+
+
+def check_logged_records(annotations: Mapping[str, str], raw: bytes, key: keys.PublicKey,
+                         trust: TrustRoot, tlog: transparency.Mode, **records: Any) -> str:
+    """Why a key-based legacy signature `raw` fails the rule's `tlog` ("" when it passes):
+    its `bundle` annotation (the Rekor SET) must verify and record this signature by this
+    key (`records`, see transparency.check_records) when present; `required` wants one."""
     if tlog == "off":
         return ""
-    annotation = signature.annotations.get(BUNDLE_ANNOTATION, "")
+    annotation = annotations.get(BUNDLE_ANNOTATION, "")
     if not annotation:
         return ("no Rekor entry (dev.sigstore.cosign/bundle annotation), and the rule has "
                 "tlog: required (sign with cosign's transparency log, or set tlog: optional)"
                 if tlog == "required" else "")
     try:
-        raw = base64.b64decode(signature.signature, validate=True)
         entry = verify_set(annotation, trust)
-        transparency.check_records(entry, signature=raw, key=key,
-                                   artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
-    except (Rejected, transparency.Rejected, binascii.Error) as exc:
+        transparency.check_records(entry, signature=raw, key=key, **records)
+    except (Rejected, transparency.Rejected) as exc:
         return f"transparency log: {exc}"
     return ""

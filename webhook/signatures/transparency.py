@@ -270,6 +270,12 @@ def check_records(entry: Entry, *, signature: bytes, key: keys.PublicKey,
             if spec["payloadHash"].get("value") != hashlib.sha256(payload).hexdigest():
                 raise Rejected(f"{where} logs another DSSE payload, not this one")
             pairs = [(_b64(s["signature"]), _b64(s["verifier"])) for s in spec["signatures"]]
+        elif kind == "intoto" and version == "0.0.1" and payload is not None:
+            # cosign's legacy `attest`: the entry keeps hashes and the key, not the signature
+            content = spec["content"]
+            if content.get("payloadHash", {}).get("value") != hashlib.sha256(payload).hexdigest():
+                raise Rejected(f"{where} logs another DSSE payload, not this one")
+            pairs = [(signature, _b64(spec["publicKey"]))]
         elif kind == "intoto" and version == "0.0.2" and payload is not None:
             content = spec["content"]
             if content.get("payloadHash", {}).get("value") != hashlib.sha256(payload).hexdigest():

@@ -3,6 +3,8 @@
 An image matched by a rule must carry at least one valid signature from that rule's
 authorities: a cosign legacy `.sig` signature (key-based, or keyless: a Fulcio certificate
 and a Rekor SET), or a sigstore bundle (keyless or key-based) attached as an OCI referrer.
+A rule may also require attestations (SLSA provenance, a vulnerability scan, an SBOM)
+signed by the same authorities and meeting CEL conditions (webhook/signatures/attestations).
 Keyless signatures of both kinds are trusted through `registries.trustedRoot` (default: the
 production Sigstore root sigstore-python ships). The image is resolved to its digest; what
 the digest names is what was signed (for a multi-arch image, the index). A registry that is
@@ -22,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from webhook import images, policy, workloads
-from webhook.signatures import bundles, keys, verifier
+from webhook.signatures import attestations, bundles, keys, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                        workloads.EPHEMERAL]
@@ -62,6 +64,16 @@ class Keyless(policy.Params):
         return self
 
 
+class Attestation(policy.Params):
+    name: str = Field(description="named in messages")
+    predicateType: str | list[str] = Field(
+        description="in-toto predicate type (or several: any of them), or a cosign --type "
+        "name: slsaprovenance1, vuln, spdx, cyclonedx, ...")
+    conditions: list[str] = Field(
+        default_factory=list, description="CEL over `predicate`, `statement` and `now`; all "
+        "must be true for one attestation of the type")
+
+
 class Rule(policy.Params):
     name: str = Field(description="named in every message")
     images: list[str] = Field(min_length=1, description="globs, e.g. registry.example.com/ml/*")
@@ -74,6 +86,9 @@ class Rule(policy.Params):
         True, description="the payload's docker-reference must name the image's repository")
     failure: Literal["deny", "allow"] = Field(
         "deny", description="what a registry that is down, slow or refusing does")
+    attestations: list[Attestation] = Field(
+        default_factory=list, description="in-toto attestations the image must also carry, "
+        "signed by the same authorities (legacy `.att` or bundle referrers)")
     tlog: Literal["required", "optional", "off"] = Field(
         "optional", description="Rekor entry of key-based signatures: required (a verified "
         "SET or inclusion proof), optional (checked when present) or off; keyless ones "
@@ -137,8 +152,12 @@ class ImageSignatures(policy.Policy):
             loaded = [_load_key(key, rule.name, i) for i, key in enumerate(rule.keys)]
             identities = [bundles.Identity(k.issuer, k.subject, k.issuerRegExp, k.subjectRegExp)
                           for k in rule.keyless]
+            requirements = [attestations.Requirement.build(
+                a.name, a.predicateType, a.conditions, f"rules[{rule.name}].attestations[{i}]")
+                for i, a in enumerate(rule.attestations)]
             self._authorities[rule.name] = verifier.Authorities.build(
-                rule.name, loaded, identities, rule.annotations, rule.checkIdentity, rule.tlog)
+                rule.name, loaded, identities, rule.annotations, rule.checkIdentity, rule.tlog,
+                requirements)
 
     def close(self) -> None:
         if self.verifier is not None:
@@ -191,6 +210,15 @@ class ImageSignatures(policy.Policy):
                     f"{verdict.error}",
                     f"retry when the registry answers; rule {rule.name!r} has failure: deny",
                     "image")
+                continue
+            if verdict.unmet:
+                yield policy.Violation.at_container(
+                    pod, container,
+                    f"image {image} ({verdict.digest}) is signed, but misses the attestations "
+                    f"rule {rule.name!r} requires: {verdict.why()}",
+                    f"attest {verdict.digest} (cosign attest --type <predicate type>) with a "
+                    f"key or identity of rule {rule.name!r} and a predicate that meets the "
+                    f"conditions, or deploy an image that has one", "image")
                 continue
             yield policy.Violation.at_container(
                 pod, container,

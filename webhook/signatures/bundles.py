@@ -372,3 +372,14 @@ def _root_in_chain(material: dict[str, Any]) -> str:
             continue
         return cert.subject.rfc4514_string()
     return ""
+
+
+def predicate_type(bundle: bytes) -> str | None:
+    """The predicateType of a bundle's DSSE statement, unverified (to sort signatures from
+    attestations before verifying); None when it has none."""
+    try:
+        payload = json.loads(bundle)["dsseEnvelope"]["payload"]
+        found = json.loads(base64.b64decode(payload)).get("predicateType")
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return None
+    return found if isinstance(found, str) else None

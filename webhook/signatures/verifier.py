@@ -16,12 +16,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
 from webhook import images
 from webhook.signatures import (
+    attestations,
     bundles,
     cache,
     cosign,
@@ -47,20 +49,22 @@ class Authorities:
     check_identity: bool = True
     fingerprint: str = field(default="", compare=False)
     tlog: transparency.Mode = "optional"  # for key-based signatures; keyless always need it
+    requirements: tuple[attestations.Requirement, ...] = ()  # attestations the image needs
 
     @classmethod
     def build(cls, name: str, public_keys: Sequence[tuple[str, PublicKey]],
               identities: Sequence[bundles.Identity], annotations: dict[str, str],
               check_identity: bool = True, tlog: transparency.Mode = "optional",
-              ) -> Authorities:
+              requirements: Sequence[attestations.Requirement] = ()) -> Authorities:
         digest = hashlib.sha256()
         for _, key in public_keys:
             digest.update(key.public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo))
         digest.update(repr((sorted(map(repr, identities)), sorted(annotations.items()),
-                            check_identity, tlog)).encode())
+                            check_identity, tlog,
+                            attestations.fingerprint(requirements))).encode())
         return cls(name, tuple(public_keys), tuple(identities), tuple(sorted(annotations.items())),
-                   check_identity, digest.hexdigest()[:16], tlog)
+                   check_identity, digest.hexdigest()[:16], tlog, tuple(requirements))
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,12 @@ class Verdict:
     reasons: tuple[str, ...] = ()
     error: str = ""
     source: str = "registry"  # registry | cache
+    unmet: tuple[str, ...] = ()  # signed, but these attestation requirements are not met
 
     def why(self) -> str:
         if self.error:
             return self.error
-        return "; ".join(self.reasons) or "no valid signature"
+        return "; ".join(self.unmet or self.reasons) or "no valid signature"
 
 
 class NotFound(registry.RegistryError):
@@ -178,7 +183,7 @@ class Verifier:
                 metrics.CACHE.labels(label, "hit").inc()
                 assert isinstance(hit, Verdict)
                 return self._count(Verdict(image, hit.digest, hit.verified, hit.signer,
-                                           hit.reasons, hit.error, "cache"))
+                                           hit.reasons, hit.error, "cache", hit.unmet))
         metrics.CACHE.labels("verified", "miss").inc()
 
         async def work() -> Verdict:
@@ -191,7 +196,7 @@ class Verifier:
         except registry.RegistryError as exc:
             return self._count(Verdict(image, digest, error=str(exc)))
         return self._count(Verdict(image, digest, verdict.verified, verdict.signer,
-                                   verdict.reasons, verdict.error))
+                                   verdict.reasons, verdict.error, unmet=verdict.unmet))
 
     @staticmethod
     def _count(verdict: Verdict) -> Verdict:
@@ -199,15 +204,17 @@ class Verifier:
         metrics.VERIFICATIONS.labels(result, verdict.source).inc()
         return verdict
 
-    async def _legacy(self, ref: images.Reference, deadline: float,
-                      ) -> list[cosign.Signature]:
+    async def _legacy(self, ref: images.Reference, deadline: float, suffix: str = ".sig",
+                      media_type: str = cosign.SIMPLESIGNING) -> list[cosign.Signature]:
+        """The layers of `media_type` at the tag `sha256-<hex><suffix>` (`.sig` signatures,
+        `.att` attestations), each with its annotations."""
         assert ref.digest is not None
-        tag = registry.signature_tag(ref.digest, ".sig")
+        tag = registry.signature_tag(ref.digest, suffix)
         manifest = await self.client.manifest(ref, tag, deadline)
         if manifest is None:
             return []
         layers = [(i, d) for i, d in enumerate(manifest.descriptors())
-                  if d.get("mediaType") == cosign.SIMPLESIGNING
+                  if d.get("mediaType") == media_type
                   and isinstance(d.get("digest"), str)]
         payloads = await asyncio.gather(*(self.client.blob(ref, d["digest"], deadline)
                                           for _, d in layers))
@@ -283,9 +290,73 @@ class Verifier:
     async def _verify(self, ref: images.Reference, authorities: Authorities,
                       deadline: float) -> Verdict:
         assert ref.digest is not None
-        legacy, attached = await asyncio.gather(self._legacy(ref, deadline),
-                                                self._bundles(ref, deadline),
-                                                return_exceptions=True)
+        fetches: list[Any] = [self._legacy(ref, deadline), self._bundles(ref, deadline)]
+        if authorities.requirements:
+            fetches.append(self._legacy(ref, deadline, ".att", attestations.ENVELOPE))
+        fetched: list[Any] = await asyncio.gather(*fetches, return_exceptions=True)
+        verdict = await self._verify_signed(ref, authorities, fetched[0], fetched[1])
+        if not verdict.verified or not authorities.requirements:
+            return verdict
+        unmet = await self._unmet(ref, authorities, fetched[2], fetched[1])
+        if unmet:
+            return Verdict(verdict.image, verdict.digest, False, verdict.signer, unmet=unmet)
+        return verdict
+
+    async def _unmet(self, ref: images.Reference, authorities: Authorities,
+                     layers: list[cosign.Signature] | BaseException,
+                     attached: list[tuple[str, bytes]] | BaseException) -> tuple[str, ...]:
+        """The attestation requirements no verified attestation of the image meets."""
+        assert ref.digest is not None
+        errors = []
+        if isinstance(layers, BaseException):
+            if not isinstance(layers, registry.RegistryError):
+                raise layers
+            errors.append(f"legacy attestations: {layers}")
+            layers = []
+        if isinstance(attached, BaseException):
+            attached = []  # already said by the signature check
+        found, rejected = await asyncio.to_thread(self._verify_attestations, ref.digest, layers,
+                                                  attached, authorities)
+        now = datetime.now(UTC)
+        unmet = [why for requirement in authorities.requirements
+                 if (why := attestations.evaluate(requirement, found, now))]
+        if unmet and (rejected or errors):
+            unmet.append("attestations not counted: " + "; ".join([*rejected, *errors]))
+        return tuple(unmet)
+
+    def _verify_attestations(self, digest: str, layers: list[cosign.Signature],
+                             attached: list[tuple[str, bytes]], authorities: Authorities,
+                             ) -> tuple[list[attestations.Attestation], list[str]]:
+        try:
+            trust: fulcio.TrustRoot | None = fulcio.trust_root(self.config.trustedRoot)
+        except ValueError:
+            trust = None
+        found: list[attestations.Attestation] = []
+        rejected: list[str] = []
+        for layer in layers:
+            result = attestations.verify_envelope(
+                layer.payload, layer.annotations, digest, authorities.keys,
+                authorities.identities, trust, authorities.tlog, layer.where)
+            if isinstance(result, str):
+                rejected.append(f"{layer.where}: {result}")
+            else:
+                found.append(result)
+        for where, blob in attached:
+            if bundles.predicate_type(blob) == bundles.COSIGN_SIGN_PREDICATE:
+                continue  # a signature, not an attestation
+            content = bundles.verify_content(blob, digest, authorities.keys,
+                                             authorities.identities, self.config.trustedRoot,
+                                             authorities.tlog)
+            if not content.valid or not content.payload_type:
+                rejected.append(f"{where}: {content.reason or 'a message signature'}")
+                continue
+            found.append(attestations.from_payload(content.payload, content.signer, where))
+        return found, rejected
+
+    async def _verify_signed(self, ref: images.Reference, authorities: Authorities,
+                             legacy: Any, attached: Any) -> Verdict:
+        """At least one signature (a `.sig` layer or a bundle) valid for the authorities."""
+        assert ref.digest is not None
         reasons: list[str] = []
         errors: list[str] = []
         if isinstance(legacy, BaseException):

@@ -1,0 +1,223 @@
+"""Attestation rules against the real registry: the independent test signer attaches
+in-toto attestations both ways (legacy `.att` envelopes, bundles as referrers), key-based
+and keyless; the verifier counts only those signed by the rule's authorities for the
+image's digest, and the rule's CEL conditions decide, with messages naming what failed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.signatures.conftest import Registry
+from tests.signatures.signer import Signer, TestSigstore
+from tests.signatures.test_policies import build, pod_with, review
+from webhook import engine, errors
+from webhook.signatures import attestations, bundles, keys, settings, verifier
+
+pytestmark = pytest.mark.integration
+
+SLSA1 = "https://slsa.dev/provenance/v1"
+VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
+BUILDER = "https://github.com/acme/builder/.github/workflows/build.yml@refs/heads/main"
+ISSUER = "https://issuer.test"
+
+
+def provenance(builder: str = BUILDER) -> dict[str, Any]:
+    return {"buildDefinition": {"buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                                "externalParameters": {"workflow": {
+                                    "repository": "https://github.com/acme/models"}}},
+            "runDetails": {"builder": {"id": builder}}}
+
+
+def scan(days_ago: float = 1, severities: tuple[str, ...] = ("LOW",)) -> dict[str, Any]:
+    finished = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days_ago)
+    return {"scanner": {"uri": "pkg:github/aquasecurity/trivy@0.50.0", "version": "0.50.0",
+                        "result": {"Results": [{"Vulnerabilities": [
+                            {"VulnerabilityID": f"CVE-{i}", "Severity": s}
+                            for i, s in enumerate(severities)]}]}},
+            "metadata": {"scanStartedOn": finished.isoformat().replace("+00:00", "Z"),
+                         "scanFinishedOn": finished.isoformat().replace("+00:00", "Z")}}
+
+
+PROVENANCE = attestations.Requirement.build("provenance", SLSA1, [
+    f'predicate.runDetails.builder.id == "{BUILDER}"',
+    'predicate.buildDefinition.externalParameters.workflow.repository == '
+    '"https://github.com/acme/models"'], "t")
+FRESH_SCAN = attestations.Requirement.build("vulnerabilities", "vuln", [
+    'predicate.scanner.uri.startsWith("pkg:github/aquasecurity/trivy")',
+    'timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")',
+    '!predicate.scanner.result.Results.exists(r, r.Vulnerabilities.exists(v, '
+    'v.Severity in ["HIGH", "CRITICAL"]))'], "t")
+
+
+@pytest.fixture
+async def make(oci_registry: Registry) -> AsyncIterator[Any]:
+    made: list[verifier.Verifier] = []
+
+    def factory(trusted_root: str | None = None) -> verifier.Verifier:
+        made.append(verifier.Verifier(settings.Registries.model_validate(
+            {"insecure": [oci_registry.host], "deadline": "2s",
+             **({"trustedRoot": trusted_root} if trusted_root else {})})))
+        return made[-1]
+
+    yield factory
+    for v in made:
+        await v.aclose()
+
+
+@pytest.fixture
+async def engines() -> AsyncIterator[list[engine.Engine]]:
+    built: list[engine.Engine] = []
+    yield built
+    for eng in built:
+        for active in eng.active:
+            if getattr(active.policy, "verifier", None) is not None:
+                await active.policy.verifier.aclose()
+
+
+def rule(signer: Signer, *requirements: attestations.Requirement,
+         identities: tuple[bundles.Identity, ...] = ()) -> verifier.Authorities:
+    return verifier.Authorities.build("ml", [("cosign.pub", keys.load(signer.public_pem, "k"))],
+                                      list(identities), {}, requirements=requirements)
+
+
+async def check(v: verifier.Verifier, image: str,
+                auth: verifier.Authorities) -> verifier.Verdict:
+    return await asyncio.wait_for(v.check(image, auth, time.monotonic() + 2), 30)
+
+
+def signed_image(registry: Registry, signer: Signer) -> tuple[str, str, str]:
+    name = f"ml/att-{uuid.uuid4().hex[:8]}"
+    digest = registry.pusher.image(name, "1.0")
+    signer.legacy(registry.pusher, name, digest)
+    return name, digest, f"{registry.host}/{name}:1.0"
+
+
+async def test_legacy_att_provenance_meets_the_rule(oci_registry: Registry, signer: Signer,
+                                                    make: Any) -> None:
+    name, digest, image = signed_image(oci_registry, signer)
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance())
+    v = make()
+    verdict = await check(v, image, rule(signer, PROVENANCE))
+    assert verdict.verified, verdict.why()
+    again = await check(v, image, rule(signer, PROVENANCE))
+    assert again.verified and again.source == "cache"
+
+
+async def test_unmet_condition_names_the_condition_and_the_value(
+        oci_registry: Registry, signer: Signer, make: Any) -> None:
+    name, digest, image = signed_image(oci_registry, signer)
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1,
+                         provenance("https://evil.example/builder"))
+    verdict = await check(make(), image, rule(signer, PROVENANCE))
+    assert not verdict.verified and not verdict.error
+    assert verdict.signer == "cosign.pub"  # signed: only the attestation rule failed
+    why = verdict.why()
+    assert "attestation 'provenance' (https://slsa.dev/provenance/v1)" in why
+    assert f'condition `predicate.runDetails.builder.id == "{BUILDER}"` is false' in why
+    assert 'predicate.runDetails.builder.id = "https://evil.example/builder"' in why
+
+
+async def test_bundle_referrer_vulnerability_scan(oci_registry: Registry, signer: Signer,
+                                                  make: Any) -> None:
+    """A vuln predicate in a bundle referrer: fresh and clean passes; an old scan or a
+    HIGH finding fails with the scan's date or the finding in the message."""
+    cases = [(scan(), ""), (scan(days_ago=10), "now - duration(\"168h\")` is false"),
+             (scan(severities=("LOW", "HIGH")), '"Severity": "HIGH"')]
+    for predicate, why in cases:
+        name, digest, image = signed_image(oci_registry, signer)
+        signer.bundle(oci_registry.pusher, name, digest, VULN, predicate=predicate)
+        verdict = await check(make(), image, rule(signer, FRESH_SCAN))
+        if not why:
+            assert verdict.verified, verdict.why()
+        else:
+            assert not verdict.verified and why in verdict.why(), verdict.why()
+            assert "bundle referrer" in verdict.why()
+    assert "predicate.metadata.scanFinishedOn = " in (await check(
+        make(), image, rule(signer, attestations.Requirement.build(
+            "v", VULN, ['timestamp(predicate.metadata.scanFinishedOn) > now'], "t")))).why()
+
+
+async def test_missing_forged_and_foreign_attestations_do_not_count(
+        oci_registry: Registry, signer: Signer, other_signer: Signer, make: Any) -> None:
+    name, digest, image = signed_image(oci_registry, signer)
+    missing = await check(make(), image, rule(signer, PROVENANCE))
+    assert not missing.verified
+    assert ("attestation 'provenance': no verified attestation of predicateType "
+            "https://slsa.dev/provenance/v1") in missing.why()
+    other_signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance())
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance(), tamper=True)
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance(),
+                         subject="sha256:" + "0" * 64)
+    signer.bundle(oci_registry.pusher, name, digest, "https://spdx.dev/Document",
+                  predicate={"spdxVersion": "SPDX-2.3"})
+    verdict = await check(make(), image, rule(signer, PROVENANCE))
+    assert not verdict.verified
+    why = verdict.why()
+    assert "verified: https://spdx.dev/Document" in why  # counted, but not the wanted type
+    assert ".att layer 0: the DSSE signature does not verify with the rule's keys" in why
+    assert ".att layer 1: the DSSE signature does not verify" in why  # tampered payload
+    assert f".att layer 2: the statement's subject is sha256:{'0' * 64}, not {digest}" in why
+    sbom = attestations.Requirement.build("sbom", ["spdx", "cyclonedx"], [], "t")
+    assert (await check(make(), image, rule(signer, sbom))).verified
+
+
+async def test_unsigned_image_is_refused_before_attestations(
+        oci_registry: Registry, signer: Signer, make: Any) -> None:
+    name = f"ml/att-{uuid.uuid4().hex[:8]}"
+    digest = oci_registry.pusher.image(name, "1.0")
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance())
+    verdict = await check(make(), f"{oci_registry.host}/{name}:1.0", rule(signer, PROVENANCE))
+    assert not verdict.verified and not verdict.unmet
+    assert "no signatures" in verdict.why()
+
+
+async def test_keyless_legacy_attestation(oci_registry: Registry, signer: Signer,
+                                          make: Any, tmp_path: Any) -> None:
+    """`.att` signed keyless by the test Fulcio, logged (intoto 0.0.1) by the test Rekor,
+    its certificate with an SCT of the test CT log: counted for the rule's identity only."""
+    sigstore = TestSigstore()
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(sigstore.trusted_root()))
+    name, digest, image = signed_image(oci_registry, signer)
+    sigstore.attest_legacy(oci_registry.pusher, name, digest, "alice@example.com", ISSUER,
+                           SLSA1, provenance())
+    alice = bundles.Identity(issuer=ISSUER, subject="alice@example.com")
+    bob = bundles.Identity(issuer=ISSUER, subject="bob@example.com")
+    ok = await check(make(str(root)), image, rule(signer, PROVENANCE, identities=(alice,)))
+    assert ok.verified, ok.why()
+    refused = await check(make(str(root)), image, rule(signer, PROVENANCE, identities=(bob,)))
+    assert not refused.verified
+    assert "the certificate is for alice@example.com" in refused.why()
+
+
+async def test_attestation_rule_through_the_policy(
+        oci_registry: Registry, signer: Signer, engines: list[engine.Engine]) -> None:
+    name, digest, image = signed_image(oci_registry, signer)
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1,
+                         provenance("https://evil.example/builder"))
+    data = {"registries": {"insecure": [oci_registry.host], "deadline": "2s"},
+            "policies": {"image-signatures": {"params": {"rules": [{
+                "name": "ml-images", "images": [f"{oci_registry.host}/ml/*"],
+                "keys": [{"pem": signer.public_pem}],
+                "attestations": [{"name": "provenance", "predicateType": "slsaprovenance1",
+                                  "conditions": [f'predicate.runDetails.builder.id == '
+                                                 f'"{BUILDER}"']}]}]}}}}
+    eng = build(engines, data)
+    denied = await review(eng, pod_with(image), "validate")
+    assert not denied.allowed
+    assert "[image-signatures]" in denied.message and 'container "c0"' in denied.message
+    assert "is signed, but misses the attestations rule 'ml-images' requires" in denied.message
+    assert "https://evil.example/builder" in denied.message
+    assert "cosign attest" in denied.message
+    data["policies"]["image-signatures"]["params"]["rules"][0]["attestations"][0][
+        "conditions"] = ["predicate.runDetails.builder.id =="]
+    with pytest.raises(errors.ConfigError, match=r"attestations\[0\]\.conditions\[0\].*not CEL"):
+        build(engines, data)

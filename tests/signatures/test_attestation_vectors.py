@@ -151,3 +151,69 @@ def test_cosign_oci_attestation_bundle(shared_dir: Path) -> None:
     other = bundles.verify_content(data, "sha256:" + "1" * 64, identities=[any_identity],
                                    trusted_root_path=root)
     assert not other.valid and "the statement's subject is" in other.reason
+
+
+SIGSTORE_JS = ("https://github.com/sigstore/sigstore-js/.github/workflows/release.yml"
+               "@refs/heads/main")
+GITHUB = "https://token.actions.githubusercontent.com"
+JS_200 = ("sha512:46d4e2f74c4877316640000a6fdf8a8b59f1e0847667973e9859f774dd31b8f1e0937813b77"
+          "7fb66a2ac67d50540fe34640966eee9fc2ccca387082b4c85cd3c")
+JS_130 = ("sha512:76176ffa33808b54602c7c35de5c6e9a4deb96066dba6533f50ac234f4f1f4c6b3527515dc1"
+          "7c06fbe2860030f410eee69ea20079bd3a2c6f3dcf3b329b10751")
+
+
+@pytest.mark.parametrize(("file", "digest", "subject", "why"), [
+    ("bundles/sigstore.js@2.0.0-provenance.sigstore.json", JS_200, SIGSTORE_JS, ""),
+    ("bundles/sigstore.js@2.0.0-provenance.sigstore.json", JS_200, "BadSANValue",
+     "the certificate is for https://github.com/sigstore/sigstore-js/"),
+    ("bundles/sigstore.js@2.0.0-provenance.sigstore.json", "sha512:5" + JS_200[8:],
+     SIGSTORE_JS, "the statement's subject is sha512:46d4e2f7"),
+    ("bundles/dsse-2sigs.sigstore.json", JS_200, SIGSTORE_JS, "exactly one signature"),
+    ("examples/bundle-provenance.json", JS_130, SIGSTORE_JS, ""),
+])
+def test_sigstore_go_keyless_bundles(vectors: Path, file: str, digest: str, subject: str,
+                                     why: str) -> None:
+    """npm provenance bundles logged as Rekor intoto 0.0.2 entries (which sigstore-python
+    does not verify): mlgate's own path checks SET, inclusion proof, chain, SCT, identity."""
+    content = bundles.verify_content(
+        (vectors / "sigstore-go" / file).read_bytes(), digest,
+        identities=[bundles.Identity(issuer=GITHUB, subject=subject)],
+        trusted_root_path=str(vectors / "sigstore-go" / "trusted-roots" / "public-good.json"))
+    if not why:
+        assert content.valid, content.reason
+        found = attestations.from_payload(content.payload, content.signer, file)
+        assert found.predicate_type.startswith("https://slsa.dev/provenance/")
+    else:
+        assert not content.valid and why in content.reason, content.reason
+
+
+def test_sigstore_go_key_publish_bundle(vectors: Path) -> None:
+    """npm's publish attestation, signed with npm's registry key and logged (intoto 0.0.2):
+    valid with the key and the Rekor key of the trusted root, tlog required."""
+    folder = vectors / "sigstore-go"
+    key = keys.load((folder / "examples" / "publish_key.pub").read_bytes(), "npm")
+    content = bundles.verify_content(
+        (folder / "examples" / "bundle-publish.json").read_bytes(), JS_130, [("npm", key)],
+        trusted_root_path=str(folder / "trusted-roots" / "public-good.json"), tlog="required")
+    assert content.valid, content.reason
+    assert "rekor.sigstore.dev" in content.signer
+    found = attestations.from_payload(content.payload, content.signer, "publish")
+    publish = attestations.Requirement.build(
+        "publish", "https://github.com/npm/attestation/tree/main/specs/publish/v0.1",
+        ['predicate.name == "sigstore"', 'predicate.version == "1.3.0"'], "t")
+    assert attestations.evaluate(publish, [found], NOW) == ""
+
+
+def test_a_root_in_the_bundle_is_not_trusted(vectors: Path, tmp_path: Path) -> None:
+    """bundle-provenance.json carries the Fulcio root in its chain: with a trusted root
+    that lacks that CA, the bundle's own copy does not make it trusted."""
+    root = json.loads((vectors / "sigstore-go" / "trusted-roots" / "public-good.json")
+                      .read_text())
+    root["certificateAuthorities"] = []
+    path = tmp_path / "no-fulcio.json"
+    path.write_text(json.dumps(root))
+    content = bundles.verify_content(
+        (vectors / "sigstore-go" / "examples" / "bundle-provenance.json").read_bytes(), JS_130,
+        identities=[bundles.Identity(issuer=GITHUB, subject=SIGSTORE_JS)],
+        trusted_root_path=str(path))
+    assert not content.valid and "no trusted Fulcio CA" in content.reason

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from webhook.signatures import keys, transparency
 from webhook.signatures.cosign import Result
@@ -331,10 +330,16 @@ def _verify_keyless(bundle: bytes, data: dict[str, Any], digest: str,
     from sigstore.verify.verifier import Verifier
     from sigstore_models.common.v1 import HashAlgorithm
 
-    root = _root_in_chain(data["verificationMaterial"])
-    if root:
-        return Content(False, f"the bundle's certificate chain includes the root CA {root}; "
-                              f"a root is trusted from the trusted root, never from a bundle")
+    # A root CA in the bundle's chain is never a trust anchor (anchors come from the
+    # trusted root); it is not refused either: real 2023 npm bundles carry theirs.
+    from webhook.signatures import fulcio, intoto_entries
+
+    if intoto_entries.handles(data):
+        try:
+            trust = fulcio.trust_root(trusted_root_path)
+        except ValueError as exc:
+            return Content(False, f"trusted root: {exc}")
+        return intoto_entries.verify(data, digest, identities, trust)
     algorithm, _, hex_digest = digest.partition(":")
     payload_type, payload = "", b""
     try:
@@ -355,23 +360,6 @@ def _verify_keyless(bundle: bytes, data: dict[str, Any], digest: str,
         return Content(False, f"keyless verification failed: {exc}")
     issuer, sans = certificate_identity(parsed.signing_certificate)
     return Content(not why, why, f"{', '.join(sans)} ({issuer})", payload_type, payload)
-
-
-def _root_in_chain(material: dict[str, Any]) -> str:
-    """The subject of a self-signed certificate the bundle carries ("" when none)."""
-    chain = material.get("x509CertificateChain")
-    found = chain.get("certificates") if isinstance(chain, dict) else None
-    for item in found if isinstance(found, list) else []:
-        try:
-            cert = x509.load_der_x509_certificate(base64.b64decode(item["rawBytes"]))
-            if cert.issuer != cert.subject:
-                continue
-            cert.verify_directly_issued_by(cert)
-        except (KeyError, TypeError, ValueError, binascii.Error, InvalidSignature,
-                UnsupportedAlgorithm):
-            continue
-        return cert.subject.rfc4514_string()
-    return ""
 
 
 def predicate_type(bundle: bytes) -> str | None:

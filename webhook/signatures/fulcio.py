@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook import images
-from webhook.signatures import bundles, cosign, keys, sct, transparency
+from webhook.signatures import bundles, cosign, keys, sct, timestamps, transparency
 
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
@@ -80,6 +80,7 @@ class TrustRoot:
     logs: tuple[Log, ...]
     source: str = ""
     ct_logs: tuple[Log, ...] = ()  # empty: no CT log (a private Sigstore), SCTs not checked
+    tsas: tuple[timestamps.Authority, ...] = ()
 
     @classmethod
     def from_pem(cls, fulcio: Sequence[bytes | str], rekor: Sequence[bytes | str],
@@ -120,13 +121,14 @@ class TrustRoot:
                          for i, log in enumerate(data.get("tlogs") or []))
             ct_logs = tuple(cls._log(log, f"{path}: ctlogs[{i}]")
                             for i, log in enumerate(data.get("ctlogs") or []))
+            tsas = timestamps.authorities(data, path)
         except OSError as exc:
             raise ValueError(f"trusted root {path}: cannot read it: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
                 UnsupportedAlgorithm) as exc:
             raise ValueError(f"trusted root {path} is not a sigstore trusted_root.json: "
                              f"{type(exc).__name__}: {exc}") from exc
-        return cls(authorities, logs, path, ct_logs)
+        return cls(authorities, logs, path, ct_logs, tsas)
 
     @staticmethod
     def _authority(ca: dict[str, Any], where: str) -> Authority:

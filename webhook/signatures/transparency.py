@@ -73,6 +73,11 @@ def spki(key: Any) -> bytes:
                                   serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
+def spki_pem(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.PEM,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
 def find_log(logs: Sequence[Log], log_id: str) -> Log:
     log = next((log for log in logs if log.log_id == log_id.lower()), None)
     if log is None:
@@ -249,6 +254,14 @@ def _b64(value: Any) -> bytes:
     return base64.b64decode(str(value), validate=True)
 
 
+def _twice(value: Any) -> bytes:
+    """A signature base64-encoded twice (intoto 0.0.2); b"" when it is not."""
+    try:
+        return base64.b64decode(base64.b64decode(str(value), validate=True), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def check_records(entry: Entry, *, signature: bytes, key: keys.PublicKey,
                   cert: x509.Certificate | None = None, artifact_sha256: str | None = None,
                   payload_type: str | None = None, payload: bytes | None = None) -> None:
@@ -284,7 +297,7 @@ def check_records(entry: Entry, *, signature: bytes, key: keys.PublicKey,
             if envelope.get("payloadType") != payload_type:
                 raise Rejected(f"{where} logs another payload type")
             # intoto 0.0.2 stores the DSSE signature base64-encoded twice
-            pairs = [(_b64(_b64(s["sig"])), _b64(s["publicKey"]))
+            pairs = [(_twice(s["sig"]), _b64(s["publicKey"]))
                      for s in envelope["signatures"]]
         else:
             what = "a DSSE envelope" if payload is not None else "a message signature"

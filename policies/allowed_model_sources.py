@@ -68,8 +68,8 @@ class AllowedModelSources(policy.Policy):
             if models.allowed(source.uri, sources.schemes, sources.prefixes):
                 continue
             yield policy.Violation(
-                what=f"the {source.role}'s model {source.uri!r} is not from a source allowed "
-                     f"in namespace {workload.namespace!r} (allowed: {shown})",
+                what=f"the model {source.uri!r} at {source.pointer} is not from a source "
+                     f"allowed in namespace {workload.namespace!r} (allowed: {shown})",
                 fix="publish the model to an allowed source and point the storage URI at "
                     "it, or have the platform team allow this source",
                 path=source.pointer)

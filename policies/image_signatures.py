@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from webhook import images, policy, workloads
+from webhook import images, models, policy, workloads
 from webhook.signatures import attestations, bundles, keys, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
@@ -189,7 +189,25 @@ class ImageSignatures(policy.Policy):
             if rule is not None and (image, rule.name) not in checks:
                 checks[(image, rule.name)] = self.verifier.check(
                     image, self._authorities_of(rule), deadline)
+        sources = []  # oci:// models (KServe modelcars) are verified like images
+        for source in models.sources(workload):
+            image = source.image
+            if image is None:
+                continue
+            rule = next((r for r in params.rules if matches(r.images, image)), None)
+            sources.append((source, image, rule))
+            if rule is not None and (image, rule.name) not in checks:
+                checks[(image, rule.name)] = self.verifier.check(
+                    image, self._authorities_of(rule), deadline)
         verdicts = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        for source, image, rule in sources:
+            if rule is None:
+                continue  # allowed-model-sources decides where models may come from
+            problem = verifier.explain(verdicts[(image, rule.name)],
+                                       f"the model {source.uri} at {source.pointer}", rule.name,
+                                       rule.failure)
+            if problem is not None:
+                yield policy.Violation(what=problem[0], fix=problem[1], path=source.pointer)
         for pod, container, image, rule in found:
             if rule is None:
                 if params.unmatched != "allow":
@@ -198,31 +216,7 @@ class ImageSignatures(policy.Policy):
                         "use an image a rule covers, or add a rule for it", "image",
                         mode="warn" if params.unmatched == "warn" else None)
                 continue
-            verdict = verdicts[(image, rule.name)]
-            if verdict.verified:
-                continue
-            if verdict.error:
-                if rule.failure == "allow":
-                    continue
-                yield policy.Violation.at_container(
-                    pod, container,
-                    f"image {image} could not be verified for rule {rule.name!r}: "
-                    f"{verdict.error}",
-                    f"retry when the registry answers; rule {rule.name!r} has failure: deny",
-                    "image")
-                continue
-            if verdict.unmet:
-                yield policy.Violation.at_container(
-                    pod, container,
-                    f"image {image} ({verdict.digest}) is signed, but misses the attestations "
-                    f"rule {rule.name!r} requires: {verdict.why()}",
-                    f"attest {verdict.digest} (cosign attest --type <predicate type>) with a "
-                    f"key or identity of rule {rule.name!r} and a predicate that meets the "
-                    f"conditions, or deploy an image that has one", "image")
-                continue
-            yield policy.Violation.at_container(
-                pod, container,
-                f"image {image} ({verdict.digest or 'unresolved'}) is not signed by an "
-                f"authority of rule {rule.name!r}: {verdict.why()}",
-                f"sign {verdict.digest or image} with a key or identity of rule {rule.name!r} "
-                f"(cosign sign), or deploy a signed image", "image")
+            problem = verifier.explain(verdicts[(image, rule.name)], f"image {image}",
+                                       rule.name, rule.failure)
+            if problem is not None:
+                yield policy.Violation.at_container(pod, container, *problem, "image")

@@ -35,6 +35,9 @@ SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+MODEL_ARTIFACT = "application/vnd.cnai.model.manifest.v1+json"
+MODEL_CONFIG = "application/vnd.cnai.model.config.v1+json"
+MODEL_WEIGHTS = "application/vnd.cnai.model.weight.v1.raw"
 INTOTO = "application/vnd.in-toto+json"
 
 
@@ -107,6 +110,21 @@ class Pusher:
         body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                            "config": {"mediaType": OCI_CONFIG, **config},
                            "layers": [{"mediaType": OCI_LAYER, **layer}]}).encode()
+        return self.manifest(repository, tag, body, OCI_MANIFEST)
+
+    def model(self, repository: str, tag: str, weights: bytes | None = None) -> str:
+        """A model as an OCI artifact (CNCF ModelPack media types, as model packaging tools
+        push them): an artifactType, a model config and a weights layer; its digest."""
+        layer = self.blob(repository, weights or os.urandom(256))
+        config = self.blob(repository, json.dumps(
+            {"descriptor": {"name": repository}, "config": {"format": "safetensors"},
+             "modelfs": {"type": "layers", "diffIds": [layer["digest"]]}}).encode())
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "artifactType": MODEL_ARTIFACT,
+                           "config": {"mediaType": MODEL_CONFIG, **config},
+                           "layers": [{"mediaType": MODEL_WEIGHTS, **layer,
+                                       "annotations": {"org.cnai.model.filepath":
+                                                       "model.safetensors"}}]}).encode()
         return self.manifest(repository, tag, body, OCI_MANIFEST)
 
     def index(self, repository: str, tag: str, children: list[tuple[str, str]]) -> str:

@@ -394,6 +394,29 @@ class Verifier:
         return Verdict(str(ref), ref.digest, reasons=tuple(reasons + errors))
 
 
+def explain(verdict: Verdict, subject: str, rule: str, failure: str,
+            ) -> tuple[str, str] | None:
+    """(what, fix) for the person at `kubectl apply` when `verdict` does not let `subject`
+    (an image, or a model URI) in under `rule`; None when it does."""
+    if verdict.verified:
+        return None
+    if verdict.error:
+        if failure == "allow":
+            return None
+        return (f"{subject} could not be verified for rule {rule!r}: {verdict.error}",
+                f"retry when the registry answers; rule {rule!r} has failure: deny")
+    if verdict.unmet:
+        return (f"{subject} ({verdict.digest}) is signed, but misses the attestations rule "
+                f"{rule!r} requires: {verdict.why()}",
+                f"attest {verdict.digest} (cosign attest --type <predicate type>) with a key or "
+                f"identity of rule {rule!r} and a predicate that meets the conditions, or "
+                f"deploy one that has it")
+    return (f"{subject} ({verdict.digest or 'unresolved'}) is not signed by an authority of "
+            f"rule {rule!r}: {verdict.why()}",
+            f"sign {verdict.digest or subject} with a key or identity of rule {rule!r} (cosign "
+            f"sign), or deploy a signed one")
+
+
 MARGIN = 0.2  # seconds kept between a policy's registry deadline and the engine's timeout
 
 

@@ -49,8 +49,9 @@ def test_prod_allows_only_its_prefixes(group: str) -> None:
     assert [v.path for v in found] == ["/spec/predictor/model/storageUri",
                                        "/spec/explainer/art/storageUri"]
     assert found[0].what == (
-        "the predictor's model 'hf://meta-llama/Llama-3-8B' is not from a source allowed in "
-        "namespace 'prod-eu' (allowed: oci://registry.example.com/models/, s3://ml-models/)")
+        "the model 'hf://meta-llama/Llama-3-8B' at /spec/predictor/model/storageUri is not "
+        "from a source allowed in namespace 'prod-eu' (allowed: "
+        "oci://registry.example.com/models/, s3://ml-models/)")
     assert "point the storage URI at it" in found[0].fix
 
 

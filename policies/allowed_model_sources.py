@@ -10,11 +10,13 @@ signed (image-signatures rules match them like images).
 
 Example: in `prod-*` only the model registry and one bucket; elsewhere any OCI or S3 model.
 
-    allowed-model-sources:
-      params:
-        namespaces:
-          "prod-*": {prefixes: ["oci://registry.example.com/models/", "s3://ml-models/"]}
-          "*": {schemes: [oci, s3, pvc]}
+```yaml
+allowed-model-sources:
+  params:
+    namespaces:
+      "prod-*": {prefixes: ["oci://registry.example.com/models/", "s3://ml-models/"]}
+      "*": {schemes: [oci, s3, pvc]}
+```
 """
 
 from __future__ import annotations

@@ -5,10 +5,33 @@ authorities: a cosign legacy `.sig` signature (key-based, or keyless: a Fulcio c
 and a Rekor SET), or a sigstore bundle (keyless or key-based) attached as an OCI referrer.
 A rule may also require attestations (SLSA provenance, a vulnerability scan, an SBOM)
 signed by the same authorities and meeting CEL conditions (webhook/signatures/attestations).
+Key-based signatures' Rekor entries are checked per the rule's `tlog`; `oci://` model URIs
+of InferenceServices are verified like images.
 Keyless signatures of both kinds are trusted through `registries.trustedRoot` (default: the
 production Sigstore root sigstore-python ships). The image is resolved to its digest; what
 the digest names is what was signed (for a multi-arch image, the index). A registry that is
 down or slow gives the rule's failure mode within the request's deadline.
+
+Example: images of the ML registry signed by our CI (keyless), built by our builder, and
+scanned within 7 days with nothing HIGH or CRITICAL:
+
+```yaml
+rules:
+  - name: ml-images
+    images: ["registry.example.com/ml/*"]
+    keyless: [{issuer: "https://token.actions.githubusercontent.com",
+               subjectRegExp: "^https://github.com/acme/"}]
+    attestations:
+      - name: provenance
+        predicateType: slsaprovenance1
+        conditions: ['predicate.runDetails.builder.id.startsWith("https://github.com/acme/")']
+      - name: scan
+        predicateType: vuln
+        conditions:
+          - timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")
+          - '!predicate.scanner.result.Results.exists(r, has(r.Vulnerabilities) &&
+             r.Vulnerabilities.exists(v, v.Severity in ["HIGH", "CRITICAL"]))'
+```
 """
 
 from __future__ import annotations

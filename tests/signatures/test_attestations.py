@@ -221,3 +221,51 @@ async def test_attestation_rule_through_the_policy(
         "conditions"] = ["predicate.runDetails.builder.id =="]
     with pytest.raises(errors.ConfigError, match=r"attestations\[0\]\.conditions\[0\].*not CEL"):
         build(engines, data)
+
+
+def test_attestation_rule_end_to_end_over_tls(oci_registry: Registry, signer: Signer,
+                                              tmp_path: Any) -> None:
+    """The real server over TLS answers /validate: an image with a fresh clean scan in a
+    bundle referrer is allowed, the same image under a rule wanting provenance is denied
+    with the missing attestation named; an InferenceService's unsigned oci:// model too."""
+    import yaml
+
+    from tests import factories
+    from tests.server import running_server
+
+    name, digest, image = signed_image(oci_registry, signer)
+    signer.bundle(oci_registry.pusher, name, digest, VULN, predicate=scan())
+    unsigned_model = f"ml/model-{uuid.uuid4().hex[:6]}"
+    oci_registry.pusher.model(unsigned_model, "v1")
+    rules = [{"name": "scanned", "images": [f"{image}*"], "keys": [{"pem": signer.public_pem}],
+              "attestations": [{"name": "scan", "predicateType": "vuln", "conditions": [
+                  'timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")']}]},
+             {"name": "ml", "images": [f"{oci_registry.host}/ml/*"],
+              "keys": [{"pem": signer.public_pem}],
+              "attestations": [{"name": "provenance", "predicateType": SLSA1}]}]
+    config_file = tmp_path / "mlgate.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "registries": {"insecure": [oci_registry.host], "deadline": "2s"},
+        "policies": {"image-signatures": {"params": {"rules": rules}}}}))
+    with running_server(tmp_path, config=config_file) as srv, srv.client() as client:
+        def validate(obj: dict[str, Any]) -> dict[str, Any]:
+            response = client.post("/validate", json=factories.admission_review(obj))
+            assert response.status_code == 200
+            return dict(response.json()["response"])
+
+        limits = {"cpu": "1", "memory": "1Gi"}
+        assert validate(pod_with(image))["allowed"] is True
+        other = f"{oci_registry.host}/{name}@{digest}"
+        denied = validate(pod_with(other))
+        assert denied["allowed"] is False
+        assert "no verified attestation of predicateType https://slsa.dev/provenance/v1" in \
+            denied["status"]["message"]
+        model = validate({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                          "metadata": {"name": "m", "namespace": "ml"},
+                          "spec": {"predictor": {"model": {
+                              "modelFormat": {"name": "huggingface"}, "resources": {
+                                  "limits": limits},
+                              "storageUri": f"oci://{oci_registry.host}/{unsigned_model}:v1"}}}})
+        assert model["allowed"] is False
+        assert "/spec/predictor/model/storageUri" in model["status"]["message"]
+        assert "is not signed by an authority of rule 'ml'" in model["status"]["message"]

@@ -380,6 +380,12 @@ class Verifier:
                 reasons.append(f"{where}: the rule requires annotations, which only legacy "
                                f"signatures carry")
                 continue
+            claimed = bundles.predicate_type(blob)
+            if claimed is not None and claimed != bundles.COSIGN_SIGN_PREDICATE:
+                # an attestation: not verified here (the attestation rules do that)
+                reasons.append(f"{where}: predicateType {claimed!r} is an attestation, not a "
+                               f"signature ({bundles.COSIGN_SIGN_PREDICATE})")
+                continue
             result = await asyncio.to_thread(
                 bundles.verify, blob, ref.digest, authorities.keys, authorities.identities,
                 self.config.trustedRoot, tlog=authorities.tlog)

@@ -83,3 +83,23 @@ def test_through_the_engine_denies_with_the_field() -> None:
     assert not decision.allowed
     assert "[allowed-model-sources]" in decision.message
     assert "hf://meta-llama/Llama-3-8B" in decision.message
+
+
+def test_the_documented_examples_load() -> None:
+    """The YAML examples in policies/README.md (from the docstrings of this policy and of
+    image-signatures) validate and compile, CEL conditions included."""
+    import re
+
+    from policies import image_signatures
+
+    readme = (Path(__file__).resolve().parents[3] / "policies" / "README.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+    sources = [b for b in blocks if "allowed-model-sources" in b]
+    rules = [b for b in blocks if "rules" in b and "attestations" in str(b)]
+    assert sources and rules
+    for block in sources:
+        params = block["allowed-model-sources"]["params"]
+        AllowedModelSources().check_params(AllowedModelSources.Params.model_validate(params))
+    for block in rules:
+        image_signatures.ImageSignatures().check_params(
+            image_signatures.Params.model_validate(block))

@@ -35,7 +35,7 @@ class Sources(policy.Params):
                                 description="allowed URI prefixes (oci://registry/models/)")
 
 
-class Params(policy.Params):
+class ModelSourcesParams(policy.Params):
     namespaces: dict[str, Sources] = Field(
         default_factory=dict, description="namespace glob -> allowed sources (first match); "
         "namespaces no glob matches are not restricted")
@@ -46,10 +46,10 @@ class AllowedModelSources(policy.Policy):
 
     name = "allowed-model-sources"
     phase = "validate"
-    Params = Params
+    Params = ModelSourcesParams
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def check_params(self, params: ModelSourcesParams) -> None:
         for glob, sources in params.namespaces.items():
             for scheme in sources.schemes:
                 if not scheme or "://" in scheme or scheme != scheme.strip():
@@ -60,7 +60,7 @@ class AllowedModelSources(policy.Policy):
                     raise ValueError(f"namespaces[{glob!r}].prefixes: {prefix!r} must be a URI "
                                      f"prefix such as oci://registry.example.com/models/")
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload, params: ModelSourcesParams,
                  ) -> Iterator[policy.Violation]:
         sources = policy.for_namespace(params.namespaces, workload.namespace)
         if sources is None:

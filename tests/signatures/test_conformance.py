@@ -146,3 +146,33 @@ def test_managed_key_cases_check_the_log(suite: Path) -> None:
                                         trusted_root_path=str(suite / case["trusted_root"]),
                                         tlog="required")
         assert not broken.valid and "does not lead to its root hash" in broken.reason
+
+
+def test_managed_key_rfc3161_timestamp_is_transparency_evidence(suite: Path) -> None:
+    """The production key-based bundle also carries an RFC 3161 timestamp of the Sigstore
+    TSA: it verifies against the trusted root's TSA, it alone satisfies `tlog: required`,
+    and one over another signature is refused."""
+    import json
+
+    from webhook.signatures import bundles, keys
+
+    case = next(c for c in conformance.cases(suite) if c["case"] == "managed-key-happy-path")
+    key = keys.load((suite / case["key"]).read_bytes(), "key.pub")
+    root = str(suite / case["trusted_root"])
+    digest = "sha256:" + case["artifact_sha256"]
+    bundle = json.loads((suite / case["bundle"]).read_bytes())
+    whole = bundles.verify_content(json.dumps(bundle).encode(), digest, [("k", key)],
+                                   trusted_root_path=root, tlog="required")
+    assert whole.valid and "timestamped 2025-12-18" in whole.signer
+    bundle["verificationMaterial"]["tlogEntries"] = []
+    stamped = bundles.verify_content(json.dumps(bundle).encode(), digest, [("k", key)],
+                                     trusted_root_path=root, tlog="required")
+    assert stamped.valid and "logged in" not in stamped.signer, stamped.reason
+    # a real timestamp of another signature (the staging TSA's, of rekor2-happy-path)
+    foreign = json.loads((suite / "bundle-verify" / "rekor2-happy-path" /
+                          "bundle.sigstore.json").read_bytes())
+    bundle["verificationMaterial"]["timestampVerificationData"] = foreign[
+        "verificationMaterial"]["timestampVerificationData"]
+    refused = bundles.verify_content(json.dumps(bundle).encode(), digest, [("k", key)],
+                                     trusted_root_path=root, tlog="required")
+    assert not refused.valid and "no trusted TSA vouches for the timestamp" in refused.reason

@@ -295,28 +295,39 @@ def _verify_key(data: dict[str, Any], digest: str,
 def _check_log(data: dict[str, Any], signature: bytes, key: keys.PublicKey,
                artifact_sha256: str, payload_type: str, payload: bytes,
                trusted_root_path: str | None, tlog: transparency.Mode) -> str:
-    """Every log entry present must vouch for the signature; `required` wants one.
-    The text names the entries that did, for the signer's description."""
-    from webhook.signatures import fulcio
+    """Every log entry and RFC 3161 timestamp present must vouch for the signature;
+    `required` wants at least one of them. The text names those that did, for the
+    signer's description."""
+    from webhook.signatures import fulcio, timestamps
 
-    entries = data["verificationMaterial"].get("tlogEntries") or []
-    if not isinstance(entries, list):
-        raise transparency.Rejected("tlogEntries is not a list")
-    if not entries:
+    material = data["verificationMaterial"]
+    entries = material.get("tlogEntries") or []
+    stamps = (material.get("timestampVerificationData") or {}).get("rfc3161Timestamps") or []
+    if not isinstance(entries, list) or not isinstance(stamps, list):
+        raise transparency.Rejected("tlogEntries or rfc3161Timestamps is not a list")
+    if not entries and not stamps:
         if tlog == "required":
-            raise transparency.Rejected("the bundle has no Rekor entry, and the rule has "
-                                        "tlog: required")
+            raise transparency.Rejected("the bundle has no Rekor entry nor RFC 3161 timestamp, "
+                                        "and the rule has tlog: required")
         return ""
-    logs = fulcio.trust_root(trusted_root_path).logs
+    trust = fulcio.trust_root(trusted_root_path)
     found = []
     for item in entries:
-        entry = transparency.verify_bundle_entry(item, logs)
+        entry = transparency.verify_bundle_entry(item, trust.logs)
         transparency.check_records(entry, signature=signature, key=key,
                                    artifact_sha256=artifact_sha256,
                                    payload_type=payload_type or None,
                                    payload=payload if payload_type else None)
-        found.append(f"{entry.log.name} #{entry.index} ({entry.how})")
-    return f", logged in {', '.join(found)}"
+        found.append(f"logged in {entry.log.name} #{entry.index} ({entry.how})")
+    for stamp in stamps:
+        try:
+            when = timestamps.verify(str(stamp["signedTimestamp"]), signature, trust.tsas)
+        except (KeyError, TypeError) as exc:
+            raise transparency.Rejected(f"an RFC 3161 timestamp is malformed: {exc}") from exc
+        except timestamps.Rejected as exc:
+            raise transparency.Rejected(str(exc)) from exc
+        found.append(f"timestamped {when:%Y-%m-%d %H:%M:%S}Z")
+    return f", {', '.join(found)}"
 
 
 def _verify_keyless(bundle: bytes, data: dict[str, Any], digest: str,

@@ -114,8 +114,8 @@ class Rule(policy.Params):
         "signed by the same authorities (legacy `.att` or bundle referrers)")
     tlog: Literal["required", "optional", "off"] = Field(
         "optional", description="Rekor entry of key-based signatures: required (a verified "
-        "SET or inclusion proof), optional (checked when present) or off; keyless ones "
-        "always need theirs")
+        "SET, inclusion proof or RFC 3161 timestamp), optional (checked when present) or "
+        "off; keyless ones always need theirs")
 
     @model_validator(mode="after")
     def _authority(self) -> Rule:

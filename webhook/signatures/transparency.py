@@ -12,8 +12,9 @@ keys of the trusted root:
 
 Either way the logged body must record *this* signature over *this* artifact by *this*
 key or certificate, or the log vouches for something else. Entries of Rekor v2
-(`hashedrekord` 0.0.2) carry no integrated time; they need an RFC 3161 timestamp, which
-is checked for keyless bundles (by sigstore-python) and not yet for key-based ones.
+(`hashedrekord` 0.0.2) carry no integrated time and are checked for keyless bundles (by
+sigstore-python); for key-based bundles an RFC 3161 timestamp (`timestamps`) is the
+evidence mlgate accepts besides Rekor v1 entries.
 """
 
 from __future__ import annotations

@@ -269,3 +269,63 @@ def test_attestation_rule_end_to_end_over_tls(oci_registry: Registry, signer: Si
         assert model["allowed"] is False
         assert "/spec/predictor/model/storageUri" in model["status"]["message"]
         assert "is not signed by an authority of rule 'ml'" in model["status"]["message"]
+
+
+async def test_key_based_att_with_rekor_entry_and_tlog_required(
+        oci_registry: Registry, signer: Signer, make: Any, tmp_path: Any) -> None:
+    """A key-based `.att` logged in the test Rekor (an intoto 0.0.1 entry: payload hash and
+    key, with its SET) passes `tlog: required`; the same attestation unlogged does not."""
+    import base64
+    import hashlib
+
+    from tests.signatures.signer import DSSE_ENVELOPE, append_sig_layer, statement
+
+    sigstore = TestSigstore()
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(sigstore.trusted_root()))
+    name, digest, image = signed_image(oci_registry, signer)
+    # the image signature itself, logged too, so that only the attestation is in question
+    payload = Signer.payload(f"{oci_registry.host}/{name}", digest)
+    raw = signer.sign(payload)
+    append_sig_layer(oci_registry.pusher, name, digest, payload, {
+        "dev.cosignproject.cosign/signature": base64.b64encode(raw).decode(),
+        "dev.sigstore.cosign/bundle": sigstore.rekor_bundle(
+            payload, raw, signer.public_pem.encode(), int(time.time()) - 60)})
+    stmt = statement(name, digest, SLSA1, provenance())
+    envelope = signer.envelope(stmt)
+    body = {"apiVersion": "0.0.1", "kind": "intoto", "spec": {
+        "content": {"hash": {"algorithm": "sha256",
+                             "value": hashlib.sha256(envelope).hexdigest()},
+                    "payloadHash": {"algorithm": "sha256",
+                                    "value": hashlib.sha256(stmt).hexdigest()}},
+        "publicKey": base64.b64encode(signer.public_pem.encode()).decode()}}
+    required = verifier.Authorities.build(
+        "ml", [("cosign.pub", keys.load(signer.public_pem, "k"))], [], {}, tlog="required",
+        requirements=[PROVENANCE])
+    unlogged = await check(make(str(root)), image, required)
+    assert not unlogged.verified  # no attestation at all yet
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance())
+    refused = await check(make(str(root)), image, required)
+    assert not refused.verified
+    assert ".att layer 0: no Rekor entry" in refused.why() and "tlog: required" in refused.why()
+    append_sig_layer(oci_registry.pusher, name, digest, envelope, {
+        "dev.cosignproject.cosign/signature": "", "predicateType": SLSA1,
+        "dev.sigstore.cosign/bundle": sigstore.log(body, int(time.time()) - 30)},
+        ".att", DSSE_ENVELOPE)
+    logged = await check(make(str(root)), image, required)
+    assert logged.verified, logged.why()
+
+
+async def test_policy_tlog_required_refuses_unlogged_key_signatures(
+        oci_registry: Registry, signer: Signer, engines: list[engine.Engine]) -> None:
+    _, _, image = signed_image(oci_registry, signer)
+    rule_config = {"name": "ml-images", "images": [f"{oci_registry.host}/ml/*"],
+                   "keys": [{"pem": signer.public_pem}]}
+    data = {"registries": {"insecure": [oci_registry.host], "deadline": "2s"},
+            "policies": {"image-signatures": {"params": {"rules": [rule_config]}}}}
+    assert (await review(build(engines, data), pod_with(image), "validate")).allowed
+    rule_config["tlog"] = "required"
+    denied = await review(build(engines, data), pod_with(image), "validate")
+    assert not denied.allowed
+    assert "no Rekor entry (dev.sigstore.cosign/bundle annotation), and the rule has tlog: " \
+        "required" in denied.message

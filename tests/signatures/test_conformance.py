@@ -1,8 +1,7 @@
 """The sigstore conformance suite (../shared/signatures/conformance, 70 bundle cases) through
 mlgate's verification core: every case gets the suite's verdict, and every fail case fails
 for the defect it exercises (the reason is asserted, so a case failing by accident of
-another check is caught). The one case sigstore-python gets wrong (and mlgate with it) is
-listed in conformance.KNOWN_MISSES and asserted to be that one."""
+another check is caught). All 70 agree, the two cases sigstore-python gets wrong included."""
 
 from __future__ import annotations
 
@@ -93,22 +92,21 @@ def test_cases(suite: Path) -> None:
     """All 70 cases in one pass (the per-case tests below say which one differs)."""
     outcomes = [conformance.run(case, suite) for case in conformance.cases(suite)]
     assert len(outcomes) == 70
-    wrong = [o.case for o in outcomes
-             if not o.agrees and o.case not in conformance.KNOWN_MISSES]
-    assert wrong == []
+    assert [o.case for o in outcomes if not o.agrees] == []
     unexplained = [(o.case, o.reason) for o in outcomes if o.expect == "fail"
                    and not re.search(REASONS[o.case], o.reason, re.DOTALL)]
     assert unexplained == []
 
 
-@pytest.mark.parametrize("name", sorted(conformance.KNOWN_MISSES))
-def test_known_misses_are_sigstore_pythons(suite: Path, name: str) -> None:
-    """The two misses are pass cases that sigstore-python refuses, and only those."""
+@pytest.mark.parametrize("name", ["intoto-with-custom-trust-root",
+                                  "trust-root-tsa-validity-end-inclusive"])
+def test_sigstore_pythons_misses_pass(suite: Path, name: str) -> None:
+    """The two pass cases sigstore-python refuses (the suite's CI xfails them for it) pass:
+    intoto 0.0.2 entries verified by mlgate, and a TSA validity end taken as inclusive."""
     case = next(c for c in conformance.cases(suite) if c["case"] == name)
-    outcome = conformance.run(case, suite)
-    assert case["expect"] == "pass"
-    assert outcome.got == "fail"
     assert case["sigstore_python_4_5_1_offline"]["result"] == "fail"
+    outcome = conformance.run(case, suite)
+    assert outcome.got == "pass", outcome.reason
 
 
 def test_managed_key_cases_check_the_log(suite: Path) -> None:

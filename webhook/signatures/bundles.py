@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,24 @@ def trusted_root_file(path: str | None = None) -> str:
 @functools.lru_cache(maxsize=8)
 def trusted_root(path: str | None = None) -> Any:
     """A sigstore TrustedRoot from a file; default: the production root sigstore-python
-    ships (no network: a TUF refresh is never attempted)."""
-    from sigstore.models import TrustedRoot
+    ships (no network: a TUF refresh is never attempted).
 
-    return TrustedRoot.from_file(trusted_root_file(path))
+    A trusted root's validity windows are closed (both ends inclusive); sigstore-python
+    checks a TSA's as half-open, so a timestamp at exactly `validFor.end` fails there. Each
+    TSA end is handed to it one microsecond later, which makes its half-open check the
+    closed one at the resolution of timestamps (the conformance suite's
+    trust-root-tsa-validity-end-inclusive)."""
+    from sigstore.models import TrustedRoot
+    from sigstore_models.trustroot import v1 as trustroot_v1
+
+    file = trusted_root_file(path)
+    data = json.loads(Path(file).read_bytes())
+    for tsa in data.get("timestampAuthorities") or [] if isinstance(data, dict) else []:
+        window = tsa.get("validFor") if isinstance(tsa, dict) else None
+        if isinstance(window, dict) and isinstance(window.get("end"), str):
+            end = datetime.fromisoformat(window["end"]) + timedelta(microseconds=1)
+            window["end"] = end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return TrustedRoot(trustroot_v1.TrustedRoot.from_json(json.dumps(data)))
 
 
 def _policy(identities: Sequence[Identity]) -> Any:

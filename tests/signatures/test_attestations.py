@@ -329,3 +329,65 @@ async def test_policy_tlog_required_refuses_unlogged_key_signatures(
     assert not denied.allowed
     assert "no Rekor entry (dev.sigstore.cosign/bundle annotation), and the rule has tlog: " \
         "required" in denied.message
+
+
+@pytest.fixture
+def att_failing_proxy(oci_registry: Registry) -> Any:
+    """A stand-in in front of the real registry that answers 503 for `.att` manifests and
+    passes everything else through: a registry failing in the middle of a request, on
+    purpose."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            if ".att" in self.path:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            upstream = httpx.request(self.command, oci_registry.base + self.path, headers={
+                k: v for k, v in self.headers.items() if k.lower() in ("accept",)})
+            self.send_response(upstream.status_code)
+            for key in ("Content-Type", "Docker-Content-Digest"):
+                if key in upstream.headers:
+                    self.send_header(key, upstream.headers[key])
+            self.send_header("Content-Length", str(len(upstream.content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(upstream.content)
+
+        do_GET = do_HEAD = _forward  # noqa: N815 (http.server's naming)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def test_attestations_unreadable_is_an_error_not_a_rejection(
+        oci_registry: Registry, signer: Signer, att_failing_proxy: str) -> None:
+    """When the registry fails on the `.att` tag, an unmet requirement is a registry error
+    (the rule's `failure` decides), not a verdict that the attestation is missing."""
+    name, digest, _ = signed_image(oci_registry, signer)
+    signer.attest_legacy(oci_registry.pusher, name, digest, SLSA1, provenance())
+    v = verifier.Verifier(settings.Registries.model_validate(
+        {"insecure": [att_failing_proxy], "deadline": "2s"}))
+    try:
+        auth = verifier.Authorities.build("ml", [("cosign.pub", keys.load(
+            signer.public_pem, "k"))], [], {}, check_identity=False, requirements=[PROVENANCE])
+        verdict = await check(v, f"{att_failing_proxy}/{name}:1.0", auth)
+        assert not verdict.verified and not verdict.unmet
+        assert "legacy attestations:" in verdict.error and "503" in verdict.error
+        signature_only = verifier.Authorities.build("ml", [("cosign.pub", keys.load(
+            signer.public_pem, "k"))], [], {}, check_identity=False)
+        assert (await check(v, f"{att_failing_proxy}/{name}:1.0", signature_only)).verified
+    finally:
+        await v.aclose()

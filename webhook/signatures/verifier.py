@@ -297,15 +297,20 @@ class Verifier:
         verdict = await self._verify_signed(ref, authorities, fetched[0], fetched[1])
         if not verdict.verified or not authorities.requirements:
             return verdict
-        unmet = await self._unmet(ref, authorities, fetched[2], fetched[1])
+        unmet, errors = await self._unmet(ref, authorities, fetched[2], fetched[1])
+        if unmet and errors:  # the registry could not say: the rule's failure mode decides
+            return Verdict(verdict.image, verdict.digest, False, verdict.signer,
+                           error="; ".join(errors))
         if unmet:
             return Verdict(verdict.image, verdict.digest, False, verdict.signer, unmet=unmet)
         return verdict
 
     async def _unmet(self, ref: images.Reference, authorities: Authorities,
                      layers: list[cosign.Signature] | BaseException,
-                     attached: list[tuple[str, bytes]] | BaseException) -> tuple[str, ...]:
-        """The attestation requirements no verified attestation of the image meets."""
+                     attached: list[tuple[str, bytes]] | BaseException,
+                     ) -> tuple[tuple[str, ...], list[str]]:
+        """The attestation requirements no verified attestation of the image meets, and
+        the registry errors that kept attestations from being read."""
         assert ref.digest is not None
         errors = []
         if isinstance(layers, BaseException):
@@ -314,15 +319,16 @@ class Verifier:
             errors.append(f"legacy attestations: {layers}")
             layers = []
         if isinstance(attached, BaseException):
-            attached = []  # already said by the signature check
+            errors.append(f"attestation bundles: {attached}")
+            attached = []
         found, rejected = await asyncio.to_thread(self._verify_attestations, ref.digest, layers,
                                                   attached, authorities)
         now = datetime.now(UTC)
         unmet = [why for requirement in authorities.requirements
                  if (why := attestations.evaluate(requirement, found, now))]
-        if unmet and (rejected or errors):
-            unmet.append("attestations not counted: " + "; ".join([*rejected, *errors]))
-        return tuple(unmet)
+        if unmet and rejected:
+            unmet.append("attestations not counted: " + "; ".join(rejected))
+        return tuple(unmet), errors
 
     def _verify_attestations(self, digest: str, layers: list[cosign.Signature],
                              attached: list[tuple[str, bytes]], authorities: Authorities,

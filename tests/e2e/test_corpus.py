@@ -20,6 +20,7 @@ them), and switching a policy to `warn` must not leak into the session cluster.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -35,7 +36,7 @@ import yaml
 
 from tests.conftest import ABSENT, ROOT, SHARED
 from tests.e2e import cluster, controlplane
-from webhook import accelerators, admission, quantity, workloads
+from webhook import accelerators, admission, config, engine, quantity, workloads
 from webhook.cli import load_manifests
 
 CORPUS = SHARED / "corpus"
@@ -235,6 +236,7 @@ class Corpus:
     gate: cluster.Mlgate
     manifests: dict[Path, Manifest]
     chart_config: dict[str, Any]
+    engine: engine.Engine
     crds: dict[str, str] = field(default_factory=dict)  # CRD name -> file installed
     namespaces: set[str] = field(default_factory=set)
     mode: str = "enforce"
@@ -339,7 +341,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
             assert len(manifest.checks) == len(manifest.objects), manifest.name
         gate.start()
         try:
-            yield Corpus(plane=plane, gate=gate, manifests=manifests, chart_config=chart_config)
+            yield Corpus(plane=plane, gate=gate, manifests=manifests, chart_config=chart_config,
+                         engine=engine.Engine.build(config.load(gate.config_file)))
         finally:
             gate.stop()
 
@@ -416,6 +419,12 @@ def test_stored_object_keeps_mlgate_s_mutations_and_tolerates_its_accelerators(
             expected = workloads.view(json.loads(json.dumps(obj)))
             if len(workloads.view(stored).pods) != len(expected.pods):
                 problems.append(f"{where}: pod specs lost in storage")
+            # What the API server stored (defaulted, normalised, pruned) needs nothing more
+            # from mlgate: a reinvocation would be a no-op, not a patch loop.
+            mutated, _, _ = asyncio.run(corpus.engine.check(stored, manifest.namespace))
+            if mutated.patch and workload_kind(stored):
+                problems.append(f"{where}: mlgate would patch the stored object again: "
+                                f"{mutated.patch}")
         assert not problems, f"{manifest.name}:\n" + "\n".join(problems)
         # With generateName, the API server names the object after mutating admission.
         wanted = {(obj["kind"], obj["metadata"]["name"] if phase == "validate" else

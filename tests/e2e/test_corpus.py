@@ -34,13 +34,16 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import factories
 from tests.conftest import ABSENT, ROOT, SHARED
 from tests.e2e import cluster, controlplane
+from tests.fixtures.policies import kinds
 from webhook import accelerators, admission, config, engine, quantity, workloads
 from webhook.cli import load_manifests
 
 CORPUS = SHARED / "corpus"
 PROBES = Path(__file__).parent / "corpus_probes"
+KIND_TABLE = Path("kind-table")  # not a folder: objects built by tests/fixtures
 MUTATING = ("gpu-tolerations", "default-resources", "shm-volume", "gpu-node-placement",
             "gpu-env", "default-labels", "priority-class")
 CRDS = SHARED / "crds"
@@ -52,6 +55,13 @@ NOT_MANIFESTS = {"admissionreview"}
 # mpijobs.kubeflow.org, so the version picks one and the test swaps them.
 CRD_FILES: dict[tuple[str, ...], str] = {
     ("argoproj.io", "Workflow"): "argo-workflows/argoproj.io_workflows.yaml",
+    ("argoproj.io", "WorkflowTemplate"): "argo-workflows/argoproj.io_workflowtemplates.yaml",
+    ("argoproj.io", "ClusterWorkflowTemplate"):
+        "argo-workflows/argoproj.io_clusterworkflowtemplates.yaml",
+    ("argoproj.io", "CronWorkflow"): "argo-workflows/argoproj.io_cronworkflows.yaml",
+    ("trainer.kubeflow.org", "TrainingRuntime"):
+        "trainer/trainer.kubeflow.org_trainingruntimes.yaml",
+    ("kubeflow.org", "MXJob"): "training-operator/kubeflow.org_mxjobs.yaml",
     ("trainer.kubeflow.org", "ClusterTrainingRuntime"):
         "trainer/trainer.kubeflow.org_clustertrainingruntimes.yaml",
     ("trainer.kubeflow.org", "TrainJob"): "trainer/trainer.kubeflow.org_trainjobs.yaml",
@@ -75,9 +85,11 @@ CRD_FILES: dict[tuple[str, ...], str] = {
     ("batch.volcano.sh", "Job"): "volcano/batch.volcano.sh_jobs.yaml",
 }
 BUILT_IN_GROUPS = {"", "apps", "batch", "resource.k8s.io"}
-CLUSTER_SCOPED = {"ClusterTrainingRuntime", "ResourceFlavor", "ClusterQueue", "DeviceClass"}
+CLUSTER_SCOPED = {"ClusterTrainingRuntime", "ClusterWorkflowTemplate", "ResourceFlavor",
+                  "ClusterQueue", "DeviceClass"}
 # Groups the corpus uses that have no CRD in ../shared/crds.
-NO_CRD = {"scheduling.run.ai": "KAI scheduler Queue: no CRD in ../shared/crds"}
+NO_CRD = {"scheduling.run.ai": "KAI scheduler Queue: no CRD in ../shared/crds",
+          "serving.kubeflow.org": "KFServing's InferenceService: no CRD in ../shared/crds"}
 # apiVersions rewritten before creating (the reason is part of the test's record).
 REWRITES = {
     "serving.kubeflow.org/v1beta1": (
@@ -94,18 +106,49 @@ REWRITES = {
 
 
 def corpus_files() -> list[Any]:
-    """The corpus, then the few probes of this folder (cases the corpus lacks)."""
+    """The corpus, the few probes of this folder (cases the corpus lacks), and one GPU
+    object of every kind in mlgate's table (so kinds and pod paths the corpus never uses,
+    e.g. CronWorkflow or MXJob, meet their CRD too)."""
     if not CORPUS.is_dir():
         return [pytest.param(None, id="corpus-absent", marks=pytest.mark.skip(reason=ABSENT))]
-    return [pytest.param(path, id=relative(path))
-            for root in (CORPUS, PROBES) for path in sorted(root.rglob("*"))
-            if path.suffix in (".yaml", ".yml", ".json")
-            and relative(path).split("/")[0] not in NOT_MANIFESTS]
+    files = [path for root in (CORPUS, PROBES) for path in sorted(root.rglob("*"))
+             if path.suffix in (".yaml", ".yml", ".json")
+             and relative(path).split("/")[0] not in NOT_MANIFESTS]
+    files += [KIND_TABLE / f"{spec.group or 'core'}/{spec.kind}.yaml" for spec in workloads.KINDS
+              if spec.group not in NO_CRD]
+    return [pytest.param(path, id=relative(path)) for path in files]
 
 
 def relative(path: Path) -> str:
-    """`deployment/x.yaml` for the corpus, `corpus_probes/x.yaml` for the probes."""
+    """`deployment/x.yaml` for the corpus, `corpus_probes/x.yaml` for the probes,
+    `kind-table/apps/Deployment.yaml` for objects built from the kind table."""
+    if not path.is_absolute():
+        return str(path)
     return str(path.relative_to(CORPUS if path.is_relative_to(CORPUS) else PROBES.parent))
+
+
+def kind_table_object(path: Path) -> dict[str, Any]:
+    """A GPU object of one kind of the table, as the policy unit tests build it."""
+    group, kind = path.parts[1], path.stem
+    spec = workloads.lookup("" if group == "core" else group, kind)
+    assert spec is not None, path
+    pod = factories.pod_spec(
+        factories.container("trainer", limits={**factories.GPU, **factories.LIMITED}),
+        initContainers=[factories.container("fetch", limits=factories.LIMITED)])
+    obj = kinds.wrap(spec, pod, name=f"gpu-{kind.lower()}", labels={"team": "ml"},
+                     template_labels={"app": "gpu"})
+    # What the unit fixture leaves out and the real API server requires:
+    body = obj["spec"]
+    if spec.group == "apps":
+        body["selector"] = {"matchLabels": {"app": "gpu"}}
+    if spec.group == "batch":
+        job = body["jobTemplate"]["spec"] if kind == "CronJob" else body
+        job["template"]["spec"]["restartPolicy"] = "Never"
+    if kind == "MXJob":
+        body["jobMode"] = "MXTrain"
+    if kind == "CronWorkflow":  # Argo 3.6 replaced `schedule` by `schedules`
+        body["schedules"] = [body.pop("schedule")]
+    return obj
 
 
 @dataclass
@@ -134,7 +177,12 @@ def prepare(path: Path, workdir: Path) -> Manifest:
     group_dir = relative(path).split("/")[0].replace("_", "-")
     manifest = Manifest(path=path, namespace=f"corpus-{group_dir}",
                         prepared=(workdir / relative(path)).with_suffix(".yaml"), objects=[])
-    for obj in load_manifests(path):
+    source = path
+    if not path.is_absolute():  # built from the kind table
+        source = workdir.parent / "sources" / path
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(yaml.safe_dump(kind_table_object(path)))
+    for obj in load_manifests(source):
         kind, api_version = str(obj.get("kind")), str(obj.get("apiVersion"))
         meta = obj.setdefault("metadata", {})
         label = f"{kind} {meta.get('name') or meta.get('generateName')}"
@@ -438,7 +486,8 @@ def test_stored_object_keeps_mlgate_s_mutations_and_tolerates_its_accelerators(
         corpus.delete(created)
 
 
-@pytest.mark.parametrize("path", corpus_files())
+@pytest.mark.parametrize("path", [p for p in corpus_files()
+                                  if p.values[0] is None or p.values[0].is_absolute()])
 def test_enforced_verdict_is_the_one_mlgate_check_gives(corpus: Corpus, path: Path) -> None:
     manifest = corpus.manifests[path]
     corpus.require_limits("enforce")

@@ -13,6 +13,7 @@ Start one by hand (for trying mlgate against a real API server):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -280,10 +281,8 @@ def main() -> int:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"# API server {plane.server}; logs in {plane.workdir}; Ctrl-C stops it",
               flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -4,8 +4,11 @@ Each file is created with the CRD of its kinds installed, and the stored object 
 back: the API server must accept mlgate's answers (no webhook protocol error, no refused
 patch), every accelerator pod template of the stored object must tolerate its accelerator,
 and each field mlgate's patch wrote must still be there after the CRD's structural schema
-pruned what it does not know. What mlgate should have written comes from `mlgate check`
-on the same prepared files, so the offline engine and the server are held to one answer.
+pruned what it does not know, and a second mutation of the stored object must be empty.
+What mlgate should have written comes from `mlgate check` on the same prepared files, so
+the offline engine and the server are held to one answer. Every mutating policy is on (as
+examples/mlgate.yaml sets them), so every field mlgate can write meets each CRD; besides
+the corpus, a GPU object of every kind in the table and the probes in corpus_probes/ do.
 
 Most of the corpus lacks cpu/memory limits, which `require-limits` rightly denies. The
 files are therefore created with that policy in `warn` mode (the only way to see the
@@ -189,12 +192,12 @@ def prepare(path: Path, workdir: Path) -> Manifest:
         if kind == "Namespace":
             manifest.left_out.append(f"{label}: its objects go to {manifest.namespace}")
             continue
-        if (group := workloads.group_of(api_version)) in NO_CRD:
-            manifest.left_out.append(f"{label}: {NO_CRD[group]}")
-            continue
         if api_version in REWRITES:
             obj["apiVersion"], reason = REWRITES[api_version]
             manifest.rewritten.append(f"{label}: {api_version} -> {obj['apiVersion']} ({reason})")
+        if (group := workloads.group_of(obj["apiVersion"])) in NO_CRD:
+            manifest.left_out.append(f"{label}: {NO_CRD[group]}")
+            continue
         if kind == "LeaderWorkerSet" and isinstance(network := obj["spec"].get("networkConfig"),
                                                      dict) and "subdomainPolicy" not in network:
             network["subdomainPolicy"] = "Shared"

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from typing import Any
 
 from pydantic import Field
 
-from webhook import errors, images, policy, workloads
+from webhook import errors, images, policy, schema, workloads
 from webhook.signatures import verifier
 
 DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
@@ -27,35 +26,28 @@ class Params(policy.Params):
                              description="kinds whose images are pinned (Kind or group/Kind)")
     images: list[str] = Field(default_factory=lambda: ["*"],
                               description="globs of images to pin")
-    containerKinds: list[str] = Field(default_factory=lambda: [
+    containerKinds: list[schema.ContainerType] = Field(default_factory=lambda: [
         workloads.CONTAINER, workloads.INIT, workloads.SIDECAR, workloads.EPHEMERAL])
 
 
-class PinImageDigests(policy.Policy):
+class PinImageDigests(policy.MutatingPolicy[Params]):
     """Append the current digest to every tagged image of the configured kinds."""
 
     name = "pin-image-digests"
-    phase = "mutate"
-    Params = Params
 
-    def __init__(self) -> None:
-        self.verifier: verifier.Verifier | None = None
-        self.budget = 1.5
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
+        self.verifier = verifier.Verifier(self.env.registries)
+        self.budget = self.env.registry_budget
 
-    def setup(self, settings_: Any) -> None:
-        self.verifier, self.budget = verifier.for_policy(self.name, settings_)
+    async def aclose(self) -> None:
+        await self.verifier.aclose()
 
-    def close(self) -> None:
-        if self.verifier is not None:
-            self.verifier.close()
-
-    async def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    async def mutate(self, workload: workloads.Workload) -> None:
+        params = self.params
         if workload.kind not in params.kinds and \
                 f"{workload.group}/{workload.kind}" not in params.kinds:
             return
-        if self.verifier is None:
-            self.setup(None)
-        assert self.verifier is not None
         deadline = time.monotonic() + self.budget
         targets: list[tuple[workloads.ContainerView, images.Reference]] = []
         for _, container in workload.containers():

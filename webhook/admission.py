@@ -108,12 +108,14 @@ def parse(body: bytes, content_type: str | None = None,
     gvk = request.get("kind")
     if not isinstance(gvk, dict):
         raise BadReview("request.kind must be an object {group, version, kind}")
-    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+    resource = request.get("resource")
+    resource = resource if isinstance(resource, dict) else {}
     operation = _string(request.get("operation"), "request.operation", required=True)
     if operation not in OPERATIONS:
         raise BadReview(f"request.operation must be one of {', '.join(OPERATIONS)}, "
                         f"got {operation!r}")
-    user_info = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    user_info = request.get("userInfo")
+    user_info = user_info if isinstance(user_info, dict) else {}
     groups = user_info.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise BadReview("request.userInfo.groups must be a list of strings")

@@ -107,7 +107,8 @@ def load_manifests(path: Path) -> list[dict[str, Any]]:
 
 
 def _describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     name = meta.get("name") or meta.get("generateName") or "(unnamed)"
     return f"{obj.get('kind', '?')} {name}"
 
@@ -211,7 +212,7 @@ def cmd_policies_list(args: argparse.Namespace) -> int:
         entry = active.get(name)
         rows.append({"name": name, "phase": cls.phase, "mode": entry.mode if entry else "off",
                      "source": catalogue.sources[name],
-                     "params": entry.params.model_dump(mode="json") if entry else {}})
+                     "params": entry.policy.params.model_dump(mode="json") if entry else {}})
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return EXIT_OK

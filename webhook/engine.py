@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from webhook import admission, config, errors, patches, plugins, workloads
-from webhook.policy import Policy, Violation
+from webhook import admission, config, errors, patches, plugins, policy, schema, workloads
+from webhook.policy import Violation
 
 log = logging.getLogger("mlgate.engine")
 
@@ -34,16 +34,15 @@ MODE_RANK = {"audit": 0, "warn": 1, "enforce": 2}  # a finding takes the milder 
 
 @dataclass
 class ActivePolicy:
-    """A policy as configured: instance, validated params, mode and match."""
+    """A policy as configured: the instance (bound to its params), mode and match."""
 
     name: str
-    policy: Policy
-    params: Any
-    mode: str
+    policy: policy.Policy[Any]
+    mode: schema.Mode
     settings: config.PolicySettings
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> schema.Phase:
         return self.policy.phase
 
 
@@ -188,23 +187,24 @@ class Engine:
                 continue
             policy_cls = catalogue.get(name)
             try:
-                params = policy_cls.Params.model_validate(settings.params)
+                params = policy_cls.params_model.model_validate(settings.params)
             except ValidationError as exc:
                 raise errors.ConfigError(config.describe(exc, f"policies.{name}.params")) from exc
-            policy = policy_cls()
+            env = policy.Environment(name=name, timeout=settings.timeout, deadline=cfg.deadline,
+                                     registries=cfg.registries)
             try:
-                policy.setup(cfg)
-                policy.check_params(params)
+                instance = policy_cls(params, env)
             except (ValueError, errors.ConfigError) as exc:
                 raise errors.ConfigError(f"policies.{name}.params: {exc}") from exc
             mode = settings.mode or policy_cls.default_mode
-            active.append(ActivePolicy(name, policy, params, mode, settings))
+            active.append(ActivePolicy(name, instance, mode, settings))
         return cls(cfg, active)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Let every policy release what it holds (the engine is being replaced)."""
         for active in self.active:
             try:
-                active.policy.close()
+                await active.policy.aclose()
             except Exception:  # closing must never take the reload down
                 log.exception("closing policy %s failed", active.name)
 
@@ -293,15 +293,15 @@ class Engine:
             raise errors.PolicyError(active.name, "no time left before the request deadline")
         try:
             if _is_async(method):
-                return await asyncio.wait_for(_collect(method(workload, active.params)), timeout)
+                return await asyncio.wait_for(_collect(method(workload)), timeout)
             if not active.policy.blocking:
                 started = time.perf_counter()
-                result = _materialise(method(workload, active.params))
+                result = _materialise(method(workload))
                 if time.perf_counter() - started > timeout:
                     raise TimeoutError
                 return await _collect(result)
             result = await asyncio.wait_for(
-                asyncio.to_thread(lambda: _materialise(method(workload, active.params))), timeout)
+                asyncio.to_thread(lambda: _materialise(method(workload))), timeout)
             return await asyncio.wait_for(_collect(result), timeout)
         except TimeoutError as exc:
             raise errors.PolicyError(active.name, f"timed out after {timeout:.3g}s") from exc
@@ -340,8 +340,10 @@ class Engine:
                 continue
             decision.evaluated.append((active.name, active.mode))
             target = working if active.mode == "enforce" else orjson.loads(before)
+            mutator = active.policy
+            assert isinstance(mutator, policy.MutatingPolicy)  # self.mutating holds only these
             try:
-                await self._run(active, active.policy.mutate,
+                await self._run(active, mutator.mutate,
                                 workload if target is working else view(target), deadline)
             except errors.PolicyError as exc:
                 decision.findings.append(self._failure(active, workload, exc))
@@ -366,16 +368,18 @@ class Engine:
 
     async def _violations(self, active: ActivePolicy, workload: workloads.Workload,
                           deadline: float) -> list[Finding]:
+        validator = active.policy
+        assert isinstance(validator, policy.ValidatingPolicy)  # self.validating holds only these
         try:
-            found = await self._run(active, active.policy.validate, workload, deadline)
+            found = await self._run(active, validator.validate, workload, deadline)
         except errors.PolicyError as exc:
             return [self._failure(active, workload, exc)]
         findings = []
         for violation in found:
             if not isinstance(violation, Violation):
-                exc = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
-                                                      f"not a Violation")
-                return [self._failure(active, workload, exc)]
+                junk = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
+                                                       f"not a Violation")
+                return [self._failure(active, workload, junk)]
             mode = active.mode
             if violation.mode is not None and MODE_RANK.get(violation.mode, 3) < MODE_RANK[mode]:
                 mode = violation.mode
@@ -435,7 +439,8 @@ def offline_request(obj: dict[str, Any], namespace: str = "default",
     """A CREATE request for a manifest read from a file (`mlgate check`)."""
     api_version = str(obj.get("apiVersion") or "")
     group = workloads.group_of(api_version)
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     spec = workloads.lookup(group, str(obj.get("kind") or ""))
     cluster_scoped = spec is not None and spec.kind.startswith("Cluster")
     ns = "" if cluster_scoped else str(meta.get("namespace") or namespace)

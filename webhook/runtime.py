@@ -44,7 +44,7 @@ class Runtime:
     def ready(self) -> bool:
         return self.engine is not None
 
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Build an engine from the file as it is now. False (and logged) when invalid."""
         try:
             new = engine.Engine.build(config.load(self.config_path, self.environ))
@@ -54,7 +54,7 @@ class Runtime:
             self._notify(False, str(exc))
             return False
         old, self.engine = self.engine, new
-        old.close()
+        await old.aclose()
         self.last_error = ""
         log.info("configuration reloaded from %s", self.config_path)
         self._notify(True, "")
@@ -64,17 +64,17 @@ class Runtime:
         for listener in self.listeners:
             listener(ok, error)
 
-    def reload_if_changed(self) -> bool | None:
+    async def reload_if_changed(self) -> bool | None:
         if self.config_path is None:
             return None
         stamp = _stamp(self.config_path)
         if stamp is None or stamp == self._stamp:
             return None
         self._stamp = stamp
-        return self.reload()
+        return await self.reload()
 
     async def watch(self, interval: float = 1.0) -> None:
         """Poll the file (ConfigMap volumes swap symlinks, so inotify is unreliable there)."""
         while True:
             await asyncio.sleep(interval)
-            self.reload_if_changed()
+            await self.reload_if_changed()

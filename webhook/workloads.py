@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook import schema
+
 JSON = dict[str, Any]
 
-CONTAINER = "container"
-INIT = "init"
-SIDECAR = "sidecar"
-EPHEMERAL = "ephemeral"
+CONTAINER: schema.ContainerType = "container"
+INIT: schema.ContainerType = "init"
+SIDECAR: schema.ContainerType = "sidecar"
+EPHEMERAL: schema.ContainerType = "ephemeral"
 
 
 def escape(token: str) -> str:
@@ -61,7 +63,7 @@ class ContainerView:
 
     data: JSON
     pointer: str
-    kind: str  # container | init | sidecar | ephemeral
+    kind: schema.ContainerType  # container | init | sidecar | ephemeral
 
     @property
     def name(self) -> str:

@@ -73,8 +73,8 @@ def client(request: pytest.FixtureRequest,
     runtime = Runtime(path, environ={})
     client = Client(runtime)
     yield client
+    client.loop.run_until_complete(runtime.engine.aclose())
     client.close()
-    runtime.engine.close()
 
 
 # -- checks ---------------------------------------------------------------------------

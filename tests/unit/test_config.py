@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook import config, errors
+from webhook import config, errors, schema
 
 
 def test_no_file_gives_the_default_policies() -> None:
@@ -91,11 +91,11 @@ def test_environment_errors_are_config_errors() -> None:
 @pytest.mark.parametrize(("value", "seconds"), [("500ms", 0.5), ("2s", 2), ("10m", 600),
                                                 ("1h", 3600), ("30d", 2592000), (3, 3.0)])
 def test_durations(value: object, seconds: float) -> None:
-    assert config.parse_duration(value) == seconds
+    assert schema.parse_duration(value) == seconds
 
 
 def test_label_selector_semantics() -> None:
-    selector = config.LabelSelector.model_validate({
+    selector = schema.LabelSelector.model_validate({
         "matchLabels": {"team": "ml"},
         "matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu", "tpu"]},
                              {"key": "legacy", "operator": "DoesNotExist"}]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,84 +16,76 @@ from webhook import admission, config, engine, patches, plugins, policy, workloa
 
 
 # -- policies used only here ---------------------------------------------------------
-class Boom(policy.Policy):
+class Boom(policy.ValidatingPolicy[policy.Params]):
     """Raises on every call."""
 
     name = "test-boom"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         raise RuntimeError("kaboom")
 
 
-class Sleepy(policy.Policy):
+class Sleepy(policy.ValidatingPolicy[policy.Params]):
     """Blocks its worker thread well past any timeout used here."""
 
     name = "test-sleepy"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         time.sleep(1.0)
         return []
 
 
-class AsyncSleepy(policy.Policy):
+class AsyncSleepy(policy.ValidatingPolicy[policy.Params]):
     name = "test-async-sleepy"
-    phase = "validate"
 
-    async def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    async def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         await asyncio.sleep(30)
         return []
 
 
-class AsyncDeny(policy.Policy):
+class AsyncDeny(policy.ValidatingPolicy[policy.Params]):
     """An async generator policy that denies every container named `bad`."""
 
     name = "test-async-deny"
-    phase = "validate"
 
-    async def validate(self, workload: workloads.Workload, params: Any):  # type: ignore[override]
+    async def validate(self, workload: workloads.Workload) -> AsyncIterator[policy.Violation]:
         for pod_view, c in workload.containers():
             if c.name == "bad":
                 yield policy.Violation.at_container(pod_view, c, "is bad", "rename it")
 
 
-class LabelA(policy.Policy):
+class LabelA(policy.MutatingPolicy[policy.Params]):
     name = "test-label-a"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for p in workload.pods:
             p.set_label("step", "a")
 
 
-class LabelB(policy.Policy):
+class LabelB(policy.MutatingPolicy[policy.Params]):
     """Sees LabelA's result: records what it saw."""
 
     name = "test-label-b"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for p in workload.pods:
             p.set_label("after", str(p.labels.get("step")))
 
 
-class HalfThenBoom(policy.Policy):
+class HalfThenBoom(policy.MutatingPolicy[policy.Params]):
     """Edits the object, then raises: the edit must not leak into the patch."""
 
     name = "test-half"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         workload.pods[0].set_label("half", "done")
         raise ValueError("broke halfway")
 
 
-class Yields(policy.Policy):
+class Yields(policy.ValidatingPolicy[policy.Params]):
     name = "test-yields-junk"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[Any]:
+    def validate(self, workload: workloads.Workload) -> list[Any]:
         return ["not a violation"]
 
 
@@ -428,14 +421,13 @@ def test_check_params_rejects_nonsense() -> None:
         build({"default-resources": {"params": {"default": {"requests": {"cpu": "lots"}}}}})
 
 
-class InlineSlow(policy.Policy):
+class InlineSlow(policy.ValidatingPolicy[policy.Params]):
     """Declares itself non-blocking, then overruns its timeout."""
 
     name = "test-inline-slow"
-    phase = "validate"
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         time.sleep(0.2)
         return []
 
@@ -450,14 +442,13 @@ def test_a_non_blocking_policy_that_overruns_follows_its_failure_mode() -> None:
     assert not decision.allowed and "timed out" in decision.message
 
 
-class Advisory(policy.Policy):
+class Advisory(policy.ValidatingPolicy[policy.Params]):
     """Findings with their own, milder modes inside a policy that enforces."""
 
     name = "test-advisory"
-    phase = "validate"
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         return [policy.Violation(what="heads up", fix="consider it", mode="warn"),
                 policy.Violation(what="for the record", mode="audit"),
                 policy.Violation(what="hard no", fix="fix it")]

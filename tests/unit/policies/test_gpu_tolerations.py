@@ -8,11 +8,10 @@ from policies import gpu_tolerations
 from tests.factories import container, pod, pod_spec
 from webhook import workloads
 
-POLICY = gpu_tolerations.GpuTolerations()
-
 
 def apply(obj: dict[str, Any], **params: Any) -> dict[str, Any]:
-    POLICY.mutate(workloads.view(obj), gpu_tolerations.Params(**params))
+    policy = gpu_tolerations.GpuTolerations(gpu_tolerations.Params(**params))
+    policy.mutate(workloads.view(obj))
     return obj
 
 

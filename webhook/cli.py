@@ -31,8 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.runtime import Runtime
 
     logs.configure(args.log_level)
+    runtime = Runtime(args.config)
     try:
-        runtime = Runtime(args.config)
+        runtime.load()
     except errors.ConfigError as exc:
         return _fail(f"cannot start: {exc}")
     manager = None
@@ -46,10 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cert = key = manager.pem_file
     else:
         cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
+    services = [manager.renewal(args.renew_check_interval)] if manager is not None else []
     uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
-                      log_level=args.log_level, data_dir=args.data_dir)
-    if manager is not None:
-        manager.attach(uv.config.app, args.renew_check_interval)
+                      log_level=args.log_level, data_dir=args.data_dir, services=services)
     server.serve(uv, args.workers)
     return EXIT_OK
 

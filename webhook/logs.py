@@ -80,7 +80,7 @@ def decision_fields(decision: Any) -> dict[str, Any]:
 
 
 def log_decision(decision: Any) -> None:
-    """An `app.state.observers` callable."""
+    """A decision observer (`create_app(observers=...)`): one log line per decision."""
     fields = decision_fields(decision)
     logging.getLogger(DECISION_LOGGER).info(
         "%s %s %s %s/%s: %s", fields["phase"], fields["operation"], fields["kind"],

@@ -71,6 +71,7 @@ def client(request: pytest.FixtureRequest,
         path = tmp_path_factory.mktemp("config") / "mlgate.yaml"
         path.write_text(yaml.safe_dump(FULL_CONFIG))
     runtime = Runtime(path, environ={})
+    runtime.load()
     client = Client(runtime)
     yield client
     client.loop.run_until_complete(runtime.engine.aclose())

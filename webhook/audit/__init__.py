@@ -6,7 +6,9 @@
     scan      the periodic cluster scan (real `kubernetes` client, paginated)
     report    JSON, HTML and wgpolicyk8s.io PolicyReport renderings
     access    bearer tokens: static token file, or TokenReview + SubjectAccessReview
-    routes    `install(app)`: /metrics, /audit/report, /audit/decisions and the hooks
+    service   `Audit`: the journal, token checker and scan as a service of the app, and
+              the decision observer that feeds the journal
+    routes    the router of /metrics, /audit/report and /audit/decisions
 
 Kept import-free: `webhook.config` imports `settings` while this package loads.
 """

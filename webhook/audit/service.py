@@ -1,0 +1,71 @@
+"""The audit side while the server runs: the journal writer, the token checker, the scan.
+
+`Audit` is a service of the app (`start()` opens and migrates the journal, builds the token
+checker and starts the cluster scan; `stop()` stops the scan and drains the journal) and a
+decision observer (`observe()` queues the decision's record; it never waits). The
+endpoints that read it are in `routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from webhook import engine
+from webhook.audit import access, journal, scan
+from webhook.audit import store as store_module
+from webhook.runtime import Runtime
+
+log = logging.getLogger("mlgate.audit")
+
+
+class Audit:
+    """The journal, the authority for the audit endpoints and the scanner, once started.
+
+    Without `data_dir` (an app embedded in tests or another program) the journal is off
+    unless `journal.url` names a database; `mlgate serve` always passes its --data-dir.
+    """
+
+    def __init__(self, runtime: Runtime, data_dir: str | Path | None = None) -> None:
+        self.runtime = runtime
+        self.data_dir = data_dir
+        self.journal: journal.Journal | None = None
+        self.authority: access.Authority | None = None
+        self.scanner: scan.Scanner | None = None
+        self._scan_task: asyncio.Task[None] | None = None
+
+    def observe(self, decision: engine.Decision) -> None:
+        """A decision observer: queue the decision for the journal."""
+        if self.journal is not None:
+            self.journal.record(decision.record())
+
+    @property
+    def store(self) -> store_module.Store | None:
+        return self.journal.store if self.journal is not None else None
+
+    async def start(self) -> None:
+        cfg = self.runtime.engine.config
+        self.authority = access.authority(cfg.audit)
+        if self.data_dir is None and not cfg.journal.url:
+            log.info("journal off: no data directory and no journal.url (embedded app)")
+            return
+        self.journal = await asyncio.to_thread(
+            journal.open_journal, cfg.journal, str(self.data_dir) if self.data_dir else None)
+        self.journal.start()
+        if cfg.audit.scan.enabled:
+            from webhook.audit import kube  # the kubernetes client, only when scanning
+
+            self.scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
+                                        lambda: self.runtime.engine, self.journal.store,
+                                        cfg.audit.scan)
+            self._scan_task = asyncio.create_task(self.scanner.loop(), name="mlgate-scan")
+
+    async def stop(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_task
+        if self.journal is not None:
+            await self.journal.close()

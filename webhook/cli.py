@@ -268,6 +268,10 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--output", "-o", choices=["text", "json"], default="text")
     check.set_defaults(func=cmd_check)
 
+    from webhook import policytests
+
+    policytests.add_arguments(sub)
+
     certs_cmd = sub.add_parser("certs", help="development certificates")
     certs_sub = certs_cmd.add_subparsers(dest="certs_command", required=True)
     generate = certs_sub.add_parser("generate", help="write a CA and a serving certificate")

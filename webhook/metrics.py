@@ -24,8 +24,8 @@ REQUESTS = Counter(
     "and decision (allowed, denied, mutated, warned, skipped).",
     ["endpoint", "operation", "kind", "decision"], registry=REGISTRY)
 DURATION = Histogram(
-    "mlgate_admission_duration_seconds", "Time to evaluate one admission request.",
-    ["endpoint"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+    "mlgate_admission_duration_seconds", "Time to evaluate one admission request, by endpoint "
+    "and decision.", ["endpoint", "decision"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 POLICY_EVALUATIONS = Counter(
     "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, mutated, "
     "error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)
@@ -78,7 +78,7 @@ def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     verdict = "skipped" if decision.skipped else decision.verdict
     _child(REQUESTS, decision.phase, decision.operation or "-", decision.kind or "-",
            verdict).inc()
-    _child(DURATION, decision.phase).observe(decision.duration)
+    _child(DURATION, decision.phase, verdict).observe(decision.duration)
     for policy, mode in evaluated:
         _child(POLICY_EVALUATIONS, policy, _policy_result(policy, decision), mode).inc()
     for finding in decision.findings:

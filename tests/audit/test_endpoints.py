@@ -111,8 +111,12 @@ def test_metrics(server: RunningServer) -> None:
     text = get(server, "/metrics", token=None).text
     assert re.search(r'mlgate_admission_requests_total\{decision="denied",endpoint="validate",'
                      r'kind="Pod",operation="CREATE"\} 4\.0', text)
-    assert 'mlgate_admission_duration_seconds_bucket{endpoint="validate",le="0.0005"}' in text
-    assert 'mlgate_admission_duration_seconds_bucket{endpoint="validate",le="10.0"}' in text
+    assert re.search(r'mlgate_admission_duration_seconds_bucket\{decision="denied",'
+                     r'endpoint="validate",le="0.0005"\}', text)
+    assert re.search(r'mlgate_admission_duration_seconds_bucket\{decision="denied",'
+                     r'endpoint="validate",le="10.0"\} 4\.0', text)
+    assert re.search(r'mlgate_admission_duration_seconds_count\{decision="allowed",'
+                     r'endpoint="validate"\} 2\.0', text)
     assert re.search(r'mlgate_policy_evaluations_total\{mode="enforce",policy="require-limits",'
                      r'result="fail"\} 4\.0', text)
     assert re.search(r'mlgate_policy_evaluations_total\{mode="enforce",policy="require-limits",'

@@ -194,9 +194,26 @@ def test_cert_manager_with_an_existing_issuer() -> None:
         "name": "corp-ca", "kind": "ClusterIssuer"}
 
 
+def _cluster_roles(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in helm.by_kind(objects, "ClusterRole")}
+
+
 def _rbac_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = helm.one(objects, "ClusterRole")["rules"]
+    """The rules of the server's own ClusterRole (not the audit-reader role for people)."""
+    roles = _cluster_roles(objects)
+    (server,) = [r for name, r in roles.items() if not name.endswith("-audit-reader")]
+    rules: list[dict[str, Any]] = server["rules"]
     return rules
+
+
+def test_audit_reader_role_grants_only_reading_the_audit_api(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (reader,) = [r for name, r in _cluster_roles(rendered["default"]).items()
+                 if name.endswith("-audit-reader")]
+    assert reader["rules"] == [{"nonResourceURLs": ["/audit/report", "/audit/decisions"],
+                                "verbs": ["get"]}]
+    without = helm.render(sets={"rbac.auditReaderRole": "false"})
+    assert not [n for n in _cluster_roles(without) if n.endswith("-audit-reader")]
 
 
 def test_self_managed_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -259,7 +276,7 @@ def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert {"name": "MLGATE_NAMESPACE", "valueFrom": {"fieldRef": {
         "fieldPath": "metadata.namespace"}}} in container["env"]
     assert container["args"][0] == "serve"
-    assert "--config=/etc/mlgate/mlgate.yaml" in container["args"]
+    assert "--config=/etc/mlgate/config/mlgate.yaml" in container["args"]
     # a read-only root: the only writable places are emptyDirs
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
@@ -374,3 +391,29 @@ def test_alerts_use_metrics_the_server_exports(rendered: dict[str, list[dict[str
     used = {name for group in rule["spec"]["groups"] for r in group["rules"]
             for name in re.findall(r"\bmlgate_[a-z_]+", r["expr"])}
     assert used and used <= exported, used - exported
+
+
+@pytest.mark.parametrize(("sets", "workers"), [
+    ({}, "1"),                                                   # no CPU limit
+    ({"resources.limits.cpu": "1500m"}, "2"),                    # millicores, rounded up
+    ({"resources.limits.cpu": "4"}, "4"),
+    ({"resources.limits.cpu": "0.5"}, "1"),
+    ({"resources.limits.cpu": "4", "server.workers": "2"}, "2"),  # the value wins
+])
+def test_workers_follow_the_cpu_limit_unless_set(sets: dict[str, str], workers: str) -> None:
+    container = helm.one(helm.render(sets=sets), "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert f"--workers={workers}" in container["args"]
+
+
+def test_the_config_is_a_directory_mount_so_configmap_edits_reach_the_server(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """kubelet never updates a subPath mount: the config must be mounted as a directory."""
+    deployment = helm.one(rendered["default"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config"]
+    assert mount == {"name": "config", "mountPath": "/etc/mlgate/config", "readOnly": True}
+    assert "checksum/config" not in deployment["spec"]["template"]["metadata"].get(
+        "annotations", {})
+    restarting = helm.one(helm.render(sets={"restartOnConfigChange": "true"}), "Deployment")
+    assert "checksum/config" in restarting["spec"]["template"]["metadata"]["annotations"]

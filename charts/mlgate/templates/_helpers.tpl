@@ -104,3 +104,23 @@ clientConfig:
   caBundle: {{ . }}
   {{- end }}
 {{- end }}
+
+{{/*
+Worker processes per pod: server.workers when set, else one per CPU of the container's CPU
+limit (rounded up), else 1. Each worker is a process with its own event loop, so more
+workers than CPUs only add memory.
+*/}}
+{{- define "mlgate.workers" -}}
+{{- if .Values.server.workers -}}
+{{- .Values.server.workers -}}
+{{- else -}}
+{{- $cpu := toString (dig "limits" "cpu" "" (.Values.resources | default dict)) -}}
+{{- if not $cpu -}}
+1
+{{- else if hasSuffix "m" $cpu -}}
+{{- max 1 (div (add (trimSuffix "m" $cpu | atoi) 999) 1000) -}}
+{{- else -}}
+{{- max 1 (int (ceil (float64 $cpu))) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}

@@ -1,0 +1,31 @@
+"""Hot reload of the configuration as kubelet updates a ConfigMap mounted as a directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from webhook.runtime import Runtime
+
+
+def kubelet_publish(directory: Path, version: str, text: str) -> None:
+    """What kubelet does on a ConfigMap update: a new timestamped directory, then an atomic
+    swap of the `..data` symlink; `mlgate.yaml` is a symlink through `..data`."""
+    target = directory / f"..{version}"
+    target.mkdir()
+    (target / "mlgate.yaml").write_text(text)
+    link = directory / "..data_tmp"
+    link.symlink_to(target.name)
+    os.replace(link, directory / "..data")
+    if not (directory / "mlgate.yaml").is_symlink():
+        (directory / "mlgate.yaml").symlink_to("..data/mlgate.yaml")
+
+
+def test_a_configmap_update_through_the_data_symlink_is_reloaded(tmp_path: Path) -> None:
+    kubelet_publish(tmp_path, "v1", "policies: {require-limits: {mode: enforce}}\n")
+    runtime = Runtime(tmp_path / "mlgate.yaml")
+    assert runtime.engine.config.policies["require-limits"].mode == "enforce"
+    assert runtime.reload_if_changed() is None  # nothing changed yet
+    kubelet_publish(tmp_path, "v2", "policies: {require-limits: {mode: warn}}\n")
+    assert runtime.reload_if_changed() is True
+    assert runtime.engine.config.policies["require-limits"].mode == "warn"

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from webhook import cli, config, engine, errors, junit, patches
+from webhook import cli, config, engine, errors, junit, patches, schema
 
 API_VERSION = "mlgate.io/v1alpha1"
 KIND = "PolicyTest"
@@ -54,7 +54,7 @@ _RESOURCE = re.compile(r"^(?P<kind>[A-Za-z0-9]+) (?:(?P<namespace>[^/\s]+)/)?(?P
 
 
 # -- the file format ---------------------------------------------------------------------
-class Expectation(config.Model):
+class Expectation(schema.Model):
     """What must happen to one resource. Unset keys are not checked."""
 
     resource: str
@@ -81,7 +81,7 @@ class Expectation(config.Model):
         return value
 
 
-class Suite(config.Model):
+class Suite(schema.Model):
     """One test file: manifests, the configuration they run under, and expectations."""
 
     apiVersion: Literal["mlgate.io/v1alpha1"]
@@ -192,9 +192,9 @@ class Engines:
             self._built[key] = engine.Engine.build(config.load(path))
         return self._built[key]
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         for built in self._built.values():
-            built.close()
+            await built.aclose()
 
 
 async def _resources(eng: engine.Engine, files: list[Path], namespace: str) -> list[Resource]:
@@ -334,7 +334,7 @@ async def run(suites: list[tuple[Path, Suite]]) -> list[Outcome]:
         return [outcome for path, suite in suites
                 for outcome in await run_one(path, suite, engines)]
     finally:
-        engines.close()
+        await engines.aclose()
 
 
 # -- the command -------------------------------------------------------------------------

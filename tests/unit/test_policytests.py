@@ -184,14 +184,14 @@ def test_folders_hold_tests_beside_manifests(folder: Path,
      "expect: [{resource: Pod a}, {resource: Pod b, verdikt: denied}]",
      "expect.1.verdikt: Extra inputs are not permitted"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
-     "expect: [{resource: a-pod-name}]", "expect.0.resource: Value error, 'a-pod-name' is not "
+     "expect: [{resource: a-pod-name}]", "expect.0.resource: 'a-pod-name' is not "
                                          "'Kind name' or 'Kind namespace/name'"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
      "expect: [{resource: Pod a, verdict: rejected}]",
      "expect.0.verdict: Input should be 'allowed', 'denied' or 'skipped'"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
      "expect: [{resource: Pod a, mutated: {spec.tolerations: []}}]",
-     "expect.0.mutated: Value error, 'spec.tolerations' is not a JSON pointer"),
+     "expect.0.mutated: 'spec.tolerations' is not a JSON pointer"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [absent]\n"
      "expect: [{resource: Pod a}]", "manifests: {dir}/absent: no such file or directory"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nconfig: absent.yaml\n"

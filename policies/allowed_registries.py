@@ -61,7 +61,8 @@ class AllowedRegistries(policy.ValidatingPolicy[Params]):
             policy.for_namespace(self.params.namespaces, workload.namespace) or [])
         shown = ", ".join(allowed) if allowed else "none configured"
         for pod, container in workload.containers():
-            if container.kind not in self.params.containerKinds or container.image is None:
+            checked = container.container_type in self.params.containerKinds
+            if not checked or container.image is None:
                 continue  # no image: KServe model specs get theirs from the ServingRuntime
             try:
                 ref = images.parse(container.image)

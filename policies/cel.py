@@ -124,7 +124,7 @@ class Cel(policy.ValidatingPolicy[Params]):
                     continue
                 for container in pod.containers:
                     variables = dict(pod_vars, container=container.data,
-                                     containerType=container.kind)
+                                     containerType=container.container_type)
                     yield from self._run(rule, program, message, variables, pod, container)
 
     def _run(self, rule: Rule, program: Any, message: Any | None, variables: dict[str, Any],

@@ -64,7 +64,7 @@ class DefaultResources(policy.MutatingPolicy[Params]):
             defaults = params.accelerator if gpu and params.accelerator else params.default
             resources = sorted(set(defaults.requests) | set(defaults.limits))
             for container in pod.containers:
-                if container.kind in params.containerKinds:
+                if container.container_type in params.containerKinds:
                     self._fill(container, defaults, resources, params.accelerators if gpu else [])
 
     def _fill(self, container: workloads.ContainerView, defaults: Defaults,

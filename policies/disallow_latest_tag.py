@@ -39,7 +39,8 @@ class DisallowLatestTag(policy.ValidatingPolicy[Params]):
     def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
         for pod, container in workload.containers():
-            if container.kind not in self.params.containerKinds or container.image is None:
+            checked = container.container_type in self.params.containerKinds
+            if not checked or container.image is None:
                 continue
             image = container.image
             try:

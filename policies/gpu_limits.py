@@ -100,9 +100,9 @@ class GpuLimits(policy.ValidatingPolicy[Params]):
         regular, init = 0, 0
         for container in pod.containers:
             count = yield from self._container(pod, container, limits, namespace)
-            if container.kind in (workloads.CONTAINER, workloads.SIDECAR):
+            if container.container_type in (workloads.CONTAINER, workloads.SIDECAR):
                 regular += count
-            elif container.kind == workloads.INIT:
+            elif container.container_type == workloads.INIT:
                 init = max(init, count)
         pod_count = max(regular, init)
         if limits.maxPerPod is not None and pod_count > limits.maxPerPod:

@@ -140,7 +140,7 @@ class ImageSignatures(policy.ValidatingPolicy[Params]):
         checks: dict[tuple[str, str], Any] = {}
         found: list[tuple[workloads.PodSpecView, workloads.ContainerView, str, Rule | None]] = []
         for pod, container in workload.containers():
-            if container.kind not in params.containerKinds:
+            if container.container_type not in params.containerKinds:
                 continue
             image = container.image
             if image is None:

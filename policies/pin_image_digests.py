@@ -14,10 +14,10 @@ import time
 
 from pydantic import Field
 
-from webhook import errors, images, policy, schema, workloads
+from webhook import errors, images, kind_table, policy, schema, workloads
 from webhook.signatures import verifier
 
-DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
+DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in kind_table.KINDS
                                   if not spec.template_mutable} - {"Pod"})
 
 
@@ -52,7 +52,8 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
         targets: list[tuple[workloads.ContainerView, images.Reference]] = []
         for _, container in workload.containers():
             image = container.image
-            if container.kind not in params.containerKinds or image is None or "@" in image:
+            checked = container.container_type in params.containerKinds
+            if not checked or image is None or "@" in image:
                 continue
             if not any(fnmatch.fnmatchcase(image, p) for p in params.images):
                 continue

@@ -62,7 +62,8 @@ class PriorityClass(policy.MutatingPolicy[Params]):
         table = self.table(workload.namespace)
         if not table:
             return
-        kind_class = workload.spec.workload_class if workload.spec is not None else "other"
+        entry = workload.kind_spec
+        kind_class = entry.workload_class if entry is not None else "other"
         for pod in workload.pods:
             if pod.spec.get("priorityClassName") or pod.spec.get("priority") is not None:
                 continue

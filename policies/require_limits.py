@@ -35,7 +35,7 @@ class RequireLimits(policy.ValidatingPolicy[Params]):
 
     def validate(self, workload: workloads.Workload) -> Iterator[policy.Violation]:
         for pod, container in workload.containers():
-            if container.kind not in self.params.containerKinds:
+            if container.container_type not in self.params.containerKinds:
                 continue
             limits, requests = container.limits, container.requests
             for resource in self.params.resources:

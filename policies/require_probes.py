@@ -61,14 +61,16 @@ class RequireProbes(policy.ValidatingPolicy[Params]):
         leaders = workload.kind == "LeaderWorkerSet" and any(
             p.role == "leader" for p in workload.pods)
         for pod, container in workload.containers():
-            if container.kind != workloads.CONTAINER or (leaders and pod.role == "worker"):
+            regular = container.container_type == workloads.CONTAINER
+            if not regular or (leaders and pod.role == "worker"):
                 continue
             if pod.labels_inline and not container.pointer.startswith(pod.pointer + "/containers/"):
                 continue  # a KServe framework spec: the ServingRuntime supplies the probes
             if any(fnmatch.fnmatchcase(container.name, p) for p in self.params.exemptContainers):
                 continue
             if self.params.servingContainers == "auto" and not container.data.get("ports") and any(
-                    c.data.get("ports") for c in pod.containers if c.kind == workloads.CONTAINER):
+                    c.data.get("ports") for c in pod.containers
+                    if c.container_type == workloads.CONTAINER):
                 continue  # another container of the pod is the one that serves
             present = [p for p in self.params.probes if isinstance(container.data.get(p), dict)]
             missing = [p for p in self.params.probes if p not in present]

@@ -92,7 +92,7 @@ class ShmVolume(policy.MutatingPolicy[Params]):
             return self.params.sizeLimit
         total = Decimal(0)
         for container in pod.containers:
-            if container.kind not in (workloads.CONTAINER, workloads.SIDECAR):
+            if container.container_type not in (workloads.CONTAINER, workloads.SIDECAR):
                 continue
             limit = quantity.parse(container.limits.get("memory"))
             if limit is None:
@@ -103,7 +103,7 @@ class ShmVolume(policy.MutatingPolicy[Params]):
         return format_size(total * Decimal(str(self.params.memoryFraction)))
 
     def _add(self, pod: workloads.PodSpecView) -> None:
-        targets = [c for c in pod.containers if c.kind in self.params.containerKinds]
+        targets = [c for c in pod.containers if c.container_type in self.params.containerKinds]
         lacking = [c for c in targets if not any(_is_shm(m) for m in _mounts(c))]
         if not lacking:
             return

@@ -22,7 +22,17 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from webhook import admission, config, errors, patches, plugins, policy, schema, workloads
+from webhook import (
+    admission,
+    config,
+    errors,
+    kind_table,
+    patches,
+    plugins,
+    policy,
+    schema,
+    workloads,
+)
 from webhook.policy import Violation
 
 log = logging.getLogger("mlgate.engine")
@@ -235,13 +245,13 @@ class Engine:
                                                 request.group, request.kind)
         if exempt:
             return exempt
-        if workloads.lookup(request.group, request.kind) is None:
+        if kind_table.lookup(request.group, request.kind) is None:
             return f"kind {request.group or 'core'}/{request.kind} is not a workload kind"
         meta = (request.object or {}).get("metadata")
         if isinstance(meta, dict) and meta.get("deletionTimestamp"):
             return "the object is being deleted"
         if phase == MUTATE and request.operation == "UPDATE":
-            spec = workloads.lookup(request.group, request.kind)
+            spec = kind_table.lookup(request.group, request.kind)
             assert spec is not None
             if not (spec.template_mutable or request.kind in self.mutable_kinds
                     or f"{request.group}/{request.kind}" in self.mutable_kinds):
@@ -332,7 +342,7 @@ class Engine:
         fresh: workloads.Workload | None = None  # the view, rebuilt only after a change
 
         def view(obj: dict[str, Any]) -> workloads.Workload:
-            return workloads.view(obj, request.group, request.kind, context)
+            return kind_table.view(obj, request.group, request.kind, context)
 
         for active in self.mutating:
             workload = fresh = fresh or view(working)
@@ -390,10 +400,10 @@ class Engine:
 
     async def _validate(self, request: admission.Request, context: workloads.Context,
                         decision: Decision, deadline: float) -> None:
-        workload = workloads.view(request.object, request.group, request.kind, context)
+        workload = kind_table.view(request.object, request.group, request.kind, context)
         old_workload = None
         if request.operation == "UPDATE" and request.old_object is not None:
-            old_workload = workloads.view(request.old_object, request.group, request.kind,
+            old_workload = kind_table.view(request.old_object, request.group, request.kind,
                                           context)
         for active in self.validating:
             if not self._matches(active, request, workload):
@@ -438,10 +448,10 @@ def offline_request(obj: dict[str, Any], namespace: str = "default",
                     uid: str = "offline") -> admission.Request:
     """A CREATE request for a manifest read from a file (`mlgate check`)."""
     api_version = str(obj.get("apiVersion") or "")
-    group = workloads.group_of(api_version)
+    group = kind_table.group_of(api_version)
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
-    spec = workloads.lookup(group, str(obj.get("kind") or ""))
+    spec = kind_table.lookup(group, str(obj.get("kind") or ""))
     cluster_scoped = spec is not None and spec.kind.startswith("Cluster")
     ns = "" if cluster_scoped else str(meta.get("namespace") or namespace)
     raw = {"uid": uid, "operation": "CREATE", "namespace": ns, "object": obj, "dryRun": True,

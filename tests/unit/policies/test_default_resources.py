@@ -8,13 +8,13 @@ import pytest
 
 from policies import default_resources
 from tests.factories import container, pod, pod_spec
-from webhook import workloads
+from webhook import kind_table
 
 
 def resources(c: dict[str, Any], **params: Any) -> dict[str, Any]:
     obj = pod(pod_spec(c))
     policy = default_resources.DefaultResources(default_resources.Params.model_validate(params))
-    policy.mutate(workloads.view(obj))
+    policy.mutate(kind_table.view(obj))
     return obj["spec"]["containers"][0].get("resources", {})
 
 
@@ -64,7 +64,7 @@ def test_gpu_request_and_limit_are_made_equal(given: dict[str, Any],
 
 def test_ephemeral_containers_are_left_alone() -> None:
     obj = pod(pod_spec(container(), ephemeralContainers=[{"name": "debug", "image": "busybox"}]))
-    default_resources.DefaultResources(default_resources.Params()).mutate(workloads.view(obj))
+    default_resources.DefaultResources(default_resources.Params()).mutate(kind_table.view(obj))
     assert "resources" not in obj["spec"]["ephemeralContainers"][0]
 
 

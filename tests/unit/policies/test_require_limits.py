@@ -8,14 +8,14 @@ import pytest
 
 from policies import require_limits
 from tests.factories import container, pod, pod_spec
-from webhook import config, engine, errors, workloads
+from webhook import config, engine, errors, kind_table
 
 OK = {"cpu": "1", "memory": "1Gi"}
 
 
 def violations(spec: dict[str, Any], **params: Any) -> list[tuple[str | None, str, str]]:
     policy = require_limits.RequireLimits(require_limits.Params(**params))
-    found = policy.validate(workloads.view(pod(spec)))
+    found = policy.validate(kind_table.view(pod(spec)))
     return [(v.container, v.what, v.path) for v in found]
 
 

@@ -21,12 +21,12 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from webhook import admission, engine, tls
+from webhook import admission, decisions, engine, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
 
-DecisionObserver = Callable[[engine.Decision], None]
+DecisionObserver = Callable[[decisions.Decision], None]
 """Called with every decision after it is made; must not block, must not raise."""
 
 
@@ -72,7 +72,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _notify(observers: Sequence[DecisionObserver], decision: engine.Decision) -> None:
+def _notify(observers: Sequence[DecisionObserver], decision: decisions.Decision) -> None:
     for observer in observers:
         try:
             observer(decision)

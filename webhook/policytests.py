@@ -40,7 +40,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from webhook import cli, config, engine, errors, junit, patches, schema
+from webhook import admission, cli, config, engine, errors, junit, patches, schema
 
 API_VERSION = "mlgate.io/v1alpha1"
 KIND = "PolicyTest"
@@ -203,7 +203,8 @@ async def _resources(eng: engine.Engine, files: list[Path], namespace: str) -> l
         objects = cli.load_manifests(path)
         results = await cli._check(eng, [path], namespace)
         for obj, result in zip(objects, results, strict=True):
-            request = engine.offline_request(obj, namespace)
+            request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
+                                                  namespace=namespace)
             resources.append(Resource(
                 path, request.kind, request.namespace,
                 request.name or cli._describe(obj).partition(" ")[2], result,

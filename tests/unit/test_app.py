@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from tests import factories
 from webhook import app as app_module
-from webhook import engine, errors
+from webhook import decisions, errors
 from webhook.runtime import Runtime
 
 
@@ -89,9 +89,9 @@ async def test_a_service_that_fails_to_start_stops_the_ones_already_started() ->
 
 
 async def test_observers_see_every_decision_and_cannot_change_the_answer() -> None:
-    seen: list[engine.Decision] = []
+    seen: list[decisions.Decision] = []
 
-    def broken(_decision: engine.Decision) -> None:
+    def broken(_decision: decisions.Decision) -> None:
         raise RuntimeError("observer bug")
 
     runtime = Runtime(environ={})

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests import factories
-from webhook import admission, config, engine, kind_table
+from webhook import admission, config, decisions, engine, kind_table
 from webhook.cli import load_manifests
 
 pytestmark = pytest.mark.corpus
@@ -137,7 +137,7 @@ def corpus(shared_dir: Path) -> Path:
     return path
 
 
-def _errors(decision: engine.Decision) -> list[str]:
+def _errors(decision: decisions.Decision) -> list[str]:
     found = [f.message for f in decision.findings if f.error]
     if "internal error" in decision.message:
         found.append(decision.message)

@@ -12,7 +12,7 @@ import pytest
 
 from tests import factories
 from tests.factories import GPU, LIMITED, container, pod, pod_spec
-from webhook import admission, config, engine, patches, plugins, policy, workloads
+from webhook import admission, config, decisions, engine, patches, plugins, policy, workloads
 
 
 # -- policies used only here ---------------------------------------------------------
@@ -100,7 +100,7 @@ def build(policies: dict[str, Any] | None = None, **top: Any) -> engine.Engine:
     return engine.Engine.build(cfg, catalogue)
 
 
-def evaluate(eng: engine.Engine, review: dict[str, Any], phase: str) -> engine.Decision:
+def evaluate(eng: engine.Engine, review: dict[str, Any], phase: str) -> decisions.Decision:
     request = admission.parse(json.dumps(review).encode())
     return asyncio.run(eng.evaluate(request, phase))
 

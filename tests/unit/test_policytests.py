@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.factories import GPU, container, pod, pod_spec
-from webhook import cli, engine, policytests
+from webhook import admission, cli, engine, policytests
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -69,7 +69,8 @@ def test_the_example_test_file_covers_every_example_manifest() -> None:
     on_disk = set()
     for path in (EXAMPLES / "manifests").rglob("*.yaml"):
         for obj in cli.load_manifests(path):
-            request = engine.offline_request(obj)
+            request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
+                                                  namespace="default")
             on_disk.add(f"{request.kind} {request.namespace}/{request.name}")
     assert expected == on_disk
 

@@ -64,21 +64,6 @@ def controlled_by_workload(obj: dict[str, Any]) -> bool:
     return False
 
 
-def scan_request(obj: dict[str, Any], spec: kind_table.KindSpec, version: str) -> admission.Request:
-    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
-    name = str(meta.get("name") or "")
-    namespace = str(meta.get("namespace") or "")
-    uid = f"scan:{meta.get('uid') or name}"
-    raw = {"uid": uid, "operation": "CREATE", "namespace": namespace, "name": name,
-           "object": obj, "dryRun": True, "userInfo": {"username": SCAN_USER},
-           "kind": {"group": spec.group, "version": version, "kind": spec.kind}}
-    return admission.Request(
-        uid=uid, api_version="admission.k8s.io/v1", group=spec.group, version=version,
-        kind=spec.kind, resource=spec.resource, sub_resource="", name=name,
-        namespace=namespace, operation="CREATE", user=SCAN_USER, groups=(), dry_run=True,
-        object=obj, old_object=None, raw=raw)
-
-
 class Scanner:
     """Lists the cluster through the real `kubernetes` client and stores the results."""
 
@@ -165,7 +150,10 @@ class Scanner:
     async def _evaluate(self, obj: dict[str, Any], spec: kind_table.KindSpec, version: str,
                         now: float) -> dict[str, Any] | None:
         eng = self.current_engine()
-        request = scan_request(obj, spec, version)
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        request = admission.synthetic_request(
+            obj, user=SCAN_USER, uid=f"scan:{meta.get('uid') or meta.get('name') or ''}")
         decision = await eng.evaluate(request, engine.VALIDATE)
         if decision.skipped:
             return None

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from webhook import engine
+from webhook import decisions
 from webhook.audit import access, journal, scan
 from webhook.audit import store as store_module
 from webhook.runtime import Runtime
@@ -36,7 +36,7 @@ class Audit:
         self.scanner: scan.Scanner | None = None
         self._scan_task: asyncio.Task[None] | None = None
 
-    def observe(self, decision: engine.Decision) -> None:
+    def observe(self, decision: decisions.Decision) -> None:
         """A decision observer: queue the decision for the journal."""
         if self.journal is not None:
             self.journal.record(decision.record())

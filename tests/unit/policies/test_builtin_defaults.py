@@ -11,12 +11,12 @@ import pytest
 from tests import factories
 from tests.factories import container, pod_spec
 from tests.fixtures.policies import kinds
-from webhook import admission, config, engine, kind_table, patches
+from webhook import admission, config, decisions, engine, kind_table, patches
 
 ENGINE = engine.Engine.build(config.from_mapping({}, environ={}))
 
 
-def run(obj: dict[str, Any], phase: str) -> engine.Decision:
+def run(obj: dict[str, Any], phase: str) -> decisions.Decision:
     review = factories.admission_review(obj, namespace="ml")
     return asyncio.run(ENGINE.evaluate(admission.parse(json.dumps(review).encode()), phase))
 

@@ -11,7 +11,7 @@ import pytest
 from tests import factories
 from tests.factories import container, pod_spec
 from tests.fixtures.policies import kinds
-from webhook import admission, config, engine, errors, kind_table
+from webhook import admission, config, decisions, engine, errors, kind_table
 
 
 def build(*rules: dict[str, Any], mode: str | None = None) -> engine.Engine:
@@ -22,7 +22,7 @@ def build(*rules: dict[str, Any], mode: str | None = None) -> engine.Engine:
     return engine.Engine.build(config.from_mapping({"policies": policies}, environ={}))
 
 
-def decide(eng: engine.Engine, obj: dict[str, Any], **review: Any) -> engine.Decision:
+def decide(eng: engine.Engine, obj: dict[str, Any], **review: Any) -> decisions.Decision:
     body = json.dumps(factories.admission_review(obj, **review)).encode()
     return asyncio.run(eng.evaluate(admission.parse(body), engine.VALIDATE))
 

@@ -11,7 +11,7 @@ import pytest
 from tests import factories
 from tests.factories import container, pod_spec
 from tests.fixtures.policies import kinds
-from webhook import admission, config, engine, errors, kind_table
+from webhook import admission, config, decisions, engine, errors, kind_table
 
 
 def build(params: dict[str, Any] | None = None) -> engine.Engine:
@@ -24,7 +24,7 @@ BASELINE = build()
 
 
 def findings(obj: dict[str, Any], eng: engine.Engine = BASELINE,
-             namespace: str | None = None) -> list[engine.Finding]:
+             namespace: str | None = None) -> list[decisions.Finding]:
     review = factories.admission_review(obj, namespace=namespace)
     decision = asyncio.run(eng.evaluate(admission.parse(json.dumps(review).encode()),
                                         engine.VALIDATE))

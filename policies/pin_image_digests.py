@@ -60,7 +60,7 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
             try:
                 targets.append((container, images.parse(image)))
             except images.InvalidReference as exc:
-                raise errors.PolicyError(self.name, f"container {container.name!r}: {exc}"
+                raise errors.PolicyError(self.env.name, f"container {container.name!r}: {exc}"
                                          ) from exc
         unique = {str(ref): ref for _, ref in targets}
         results = await asyncio.gather(*(self.verifier.resolve(ref, deadline)
@@ -69,6 +69,6 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
         failed = [f"{image}: {result}" for image, result in digests.items()
                   if isinstance(result, BaseException)]
         if failed:
-            raise errors.PolicyError(self.name, "cannot resolve " + "; ".join(failed))
+            raise errors.PolicyError(self.env.name, "cannot resolve " + "; ".join(failed))
         for container, ref in targets:
             container.data["image"] = f"{container.image}@{digests[str(ref)]}"

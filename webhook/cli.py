@@ -207,11 +207,13 @@ def cmd_policies_list(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     active = {p.name: p for p in eng.active}
     rows = []
-    for name in sorted(catalogue.policies):
-        cls = catalogue.policies[name]
+    for name in sorted(set(catalogue.policies) | set(active)):
         entry = active.get(name)
+        uses = entry.settings.uses if entry is not None else None
+        cls = catalogue.policies[uses or name]
+        source = f"uses {uses}" if uses else catalogue.sources[name]
         rows.append({"name": name, "phase": cls.phase, "mode": entry.mode if entry else "off",
-                     "source": catalogue.sources[name],
+                     "source": source,
                      "params": entry.policy.params.model_dump(mode="json") if entry else {}})
     if args.output == "json":
         print(json.dumps(rows, indent=2))

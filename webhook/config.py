@@ -54,6 +54,10 @@ class Match(schema.Model):
 
 
 class PolicySettings(schema.Model):
+    """One policy instance: `policies.<name>`. `uses` runs another policy under this name
+    (a second `cel` with its own rules, mode, match and failure mode, say)."""
+
+    uses: str | None = None  # the policy this instance runs; None: the one named <name>
     mode: schema.Mode | None = None  # None: the policy's default mode
     params: dict[str, Any] = {}
     match: Match = Match()

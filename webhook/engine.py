@@ -58,7 +58,12 @@ class Engine:
         for name, settings in cfg.policies.items():
             if settings.mode == "off":
                 continue
-            policy_cls = catalogue.get(name)
+            try:
+                policy_cls = catalogue.get(settings.uses or name)
+            except errors.PluginError as exc:
+                if settings.uses is None:
+                    raise
+                raise errors.PluginError(f"policies.{name}.uses: {exc}") from exc
             try:
                 params = policy_cls.params_model.model_validate(settings.params)
             except ValidationError as exc:

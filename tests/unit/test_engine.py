@@ -487,3 +487,34 @@ def test_decision_lists_the_policies_that_ran_with_their_modes() -> None:
     assert other.evaluated == []
     mutated = evaluate(eng, factories.admission_review(bare_pod()), engine.MUTATE)
     assert mutated.evaluated == [("gpu-tolerations", "enforce"), ("default-resources", "enforce")]
+
+
+# -- policy instances (`uses:`) -----------------------------------------------------------
+def test_a_second_instance_of_a_policy_runs_with_its_own_name_params_and_mode() -> None:
+    eng = build({
+        "require-limits": {"mode": "off"},
+        "cel": {"params": {"rules": [{"name": "team", "expression": "has(object.metadata.labels)"
+                                      " && 'team' in object.metadata.labels"}]}},
+        "gpu-jobs-cel": {"uses": "cel", "mode": "warn",
+                         "params": {"rules": [{"name": "backoff", "expression": "false",
+                                               "message": "set a backoff limit"}]}}})
+    assert [(p.name, p.mode, type(p.policy).__name__) for p in eng.validating] == [
+        ("cel", "enforce", "Cel"), ("gpu-jobs-cel", "warn", "Cel")]
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and decision.message.startswith("[cel] ")
+    assert decision.warnings == [
+        "[gpu-jobs-cel] Pod ml/train: rule 'backoff': set a backoff limit"]
+    assert decision.evaluated == [("cel", "enforce"), ("gpu-jobs-cel", "warn")]
+
+
+def test_an_instance_of_an_unknown_policy_names_its_key() -> None:
+    with pytest.raises(config.errors.PluginError,
+                       match=r"policies\.gpu-jobs-cel\.uses: policy 'cle' is enabled but no "
+                             r"module provides it"):
+        build({"gpu-jobs-cel": {"uses": "cle"}})
+
+
+def test_an_instance_gets_its_own_name_in_the_environment() -> None:
+    eng = build({"strict-limits": {"uses": "require-limits", "timeout": "1s"}})
+    instance = next(p.policy for p in eng.active if p.name == "strict-limits")
+    assert (instance.env.name, instance.env.timeout) == ("strict-limits", 1.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from webhook import policy, workloads
+from webhook import kind_table, policy, workloads
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Kinds whose object Kueue reads the queue label from (Pods, and pod groups via the pod
@@ -46,7 +46,7 @@ class Params(policy.Params):
     queueNames: dict[str, str] = Field(
         default_factory=dict,
         description="Namespace glob -> default Kueue LocalQueue (first matching glob).")
-    queueKinds: list[str] = Field(
+    queueKinds: list[kind_table.KindName] = Field(
         default_factory=lambda: list(KUEUE_KINDS),
         description="Kinds (Kind or group/Kind) that get the default queue label.")
 

@@ -22,7 +22,7 @@ DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in kind_table.KINDS
 
 
 class Params(policy.Params):
-    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS),
+    kinds: list[kind_table.KindName] = Field(default_factory=lambda: list(DEFAULT_KINDS),
                              description="kinds whose images are pinned (Kind or group/Kind)")
     images: list[str] = Field(default_factory=lambda: ["*"],
                               description="globs of images to pin")

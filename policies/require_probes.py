@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from webhook import policy, workloads
+from webhook import kind_table, policy, workloads
 
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 ProbeName = Literal["readinessProbe", "livenessProbe", "startupProbe"]
@@ -31,7 +31,7 @@ SERVING_KINDS = ["Deployment", "StatefulSet", "InferenceService", "LeaderWorkerS
 
 
 class Params(policy.Params):
-    kinds: list[str] = Field(
+    kinds: list[kind_table.KindName] = Field(
         default_factory=lambda: list(SERVING_KINDS),
         description="Kinds (Kind or group/Kind) whose containers need probes.")
     probes: list[ProbeName] = Field(

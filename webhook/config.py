@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from webhook import errors, schema, workloads
+from webhook import errors, kind_table, schema, workloads
 from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
 
@@ -42,7 +42,7 @@ class NamespaceMatch(schema.Model):
 class Match(schema.Model):
     """Which requests a policy sees. Every condition must hold."""
 
-    kinds: list[str] | None = None  # "Kind" or "group/Kind"; None = every kind in the table
+    kinds: list[kind_table.KindName] | None = None  # None: every kind in the table
     namespaces: NamespaceMatch = NamespaceMatch()
     objectSelector: schema.LabelSelector | None = None
     operations: list[schema.Operation] = ["CREATE", "UPDATE"]
@@ -71,7 +71,7 @@ class Exemptions(schema.Model):
     namespaces: list[str] = Field(default_factory=lambda: ["kube-system", own_namespace()])
     users: list[str] = []
     groups: list[str] = []
-    kinds: list[str] = []  # "Kind" or "group/Kind"
+    kinds: list[kind_table.KindName] = []
 
     def exempts(self, namespace: str, user: str, groups: tuple[str, ...], group: str,
                 kind: str) -> str | None:
@@ -99,7 +99,7 @@ class Config(schema.Model):
     exemptions: Exemptions = Field(default_factory=Exemptions)
     policyPaths: list[str] = []
     policies: dict[str, PolicySettings] = {}
-    mutateOnUpdate: list[str] = []  # extra kinds whose pod template an UPDATE may change
+    mutateOnUpdate: list[kind_table.KindName] = []  # kinds whose pod template UPDATE may change
     deadline: schema.Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     registries: registry_settings.Registries = Field(

@@ -8,9 +8,12 @@ here. The webhook rules of the Helm chart and the cluster scan are generated fro
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from webhook import workloads
 
@@ -326,6 +329,23 @@ _BY_GROUP_KIND = {(spec.group, spec.kind): spec for spec in KINDS}
 def lookup(group: str, kind: str) -> KindSpec | None:
     """The table entry for (group, kind); None for kinds mlgate does not know."""
     return _BY_GROUP_KIND.get((group, kind))
+
+
+def check_kind_name(value: str) -> str:
+    """`Kind` or `group/Kind` of a kind in the table: any other name would silently match
+    no request, so a typo is refused when the configuration loads."""
+    group, slash, kind = value.rpartition("/")
+    known_kind = any(spec.kind == kind for spec in KINDS)
+    if known_kind and (not slash or any(spec.group == group for spec in KINDS)):
+        return value  # an existing group and kind (`apps/Pod` is valid, and matches nothing)
+    names = sorted({spec.kind for spec in KINDS} | {f"{s.group}/{s.kind}" for s in KINDS})
+    close = difflib.get_close_matches(value, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (write Kind or group/Kind)"
+    raise ValueError(f"{value!r} is not a kind mlgate supports{hint}")
+
+
+KindName = Annotated[str, AfterValidator(check_kind_name)]
+"""A kind of the table as the configuration names it: `Deployment` or `batch/Job`."""
 
 
 def group_of(api_version: str) -> str:

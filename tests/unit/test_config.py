@@ -111,3 +111,37 @@ def test_relative_policy_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     path.write_text("policyPaths: [modules, /abs/dir]\n")
     cfg = config.load(path, environ={})
     assert cfg.policyPaths == [str(tmp_path / "conf" / "modules"), "/abs/dir"]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"policies": {"require-limits": {"match": {"kinds": ["Deploymnet"]}}}},
+     "policies.require-limits.match.kinds.0: 'Deploymnet' is not a kind mlgate supports; "
+     "did you mean 'Deployment'?"),
+    ({"exemptions": {"kinds": ["batch/Jbo"]}},
+     "exemptions.kinds.0: 'batch/Jbo' is not a kind mlgate supports; did you mean 'batch/Job'?"),
+    ({"mutateOnUpdate": ["Widget"]},
+     "mutateOnUpdate.0: 'Widget' is not a kind mlgate supports (write Kind or group/Kind)"),
+])
+def test_a_kind_outside_the_kind_table_is_refused_with_its_key_path(
+        data: dict[str, object], message: str) -> None:
+    # Before, such a kind silently matched no request: the policy never ran.
+    with pytest.raises(errors.ConfigError) as caught:
+        config.from_mapping(data, environ={})
+    assert str(caught.value) == message
+
+
+def test_kinds_in_policy_params_are_checked_too() -> None:
+    from webhook import engine
+
+    cfg = config.from_mapping({"policies": {"require-probes": {
+        "params": {"kinds": ["Deployment", "apps/StatefulSet", "InferenceServce"]}}}}, environ={})
+    with pytest.raises(errors.ConfigError,
+                       match=r"policies\.require-probes\.params\.kinds\.2: 'InferenceServce' is "
+                             r"not a kind mlgate supports; did you mean 'InferenceService'\?"):
+        engine.Engine.build(cfg)
+
+
+def test_a_misspelt_group_is_refused() -> None:
+    with pytest.raises(errors.ConfigError, match=r"'bacth/Job' is not a kind mlgate supports; "
+                                                 r"did you mean 'batch/Job'\?"):
+        config.from_mapping({"mutateOnUpdate": ["bacth/Job"]}, environ={})

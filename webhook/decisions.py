@@ -2,17 +2,57 @@
 
 The engine fills a `Decision`; the admission answer, the metrics, the decision log and the
 journal all read it. A `Finding` is one violation (or policy failure) with the mode that
-decides its effect.
+decides its effect. `Decision.record()` is the flat form the journal stores and the audit
+endpoints return; its keys are typed by `DecisionRecord`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from webhook import workloads
 from webhook.policy import Violation
+
+Verdict = Literal["allowed", "denied", "mutated", "warned"]
+"""What the answer did: denied beats mutated beats warned beats allowed."""
+Outcome = Literal["allowed", "denied", "mutated", "warned", "skipped"]
+"""The verdict, or `skipped` when no policy was evaluated (what metrics and logs count)."""
+
+
+class FindingRecord(TypedDict):
+    policy: str
+    mode: str
+    path: str
+    container: str | None
+    message: str
+    error: bool
+    preexisting: bool
+
+
+class DecisionRecord(TypedDict):
+    """One decision as the journal stores it and `/audit/decisions` returns it."""
+
+    time: float  # UNIX seconds when the request arrived
+    uid: str
+    phase: str
+    operation: str
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    user: str
+    groups: list[str]
+    dry_run: bool
+    allowed: bool
+    decision: Verdict
+    message: str
+    violations: list[FindingRecord]
+    mutated_by: list[str]
+    warnings: list[str]
+    skipped: str
+    duration_ms: float
 
 
 @dataclass
@@ -27,7 +67,7 @@ class Finding:
     error: bool = False
     preexisting: bool = False  # present in oldObject already (UPDATE)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> FindingRecord:
         return {"policy": self.policy, "mode": self.mode, "path": self.path,
                 "container": self.container, "message": self.message, "error": self.error,
                 "preexisting": self.preexisting}
@@ -59,7 +99,7 @@ class Decision:
     duration: float = 0.0  # seconds
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         if not self.allowed:
             return "denied"
         if self.patch:
@@ -67,6 +107,10 @@ class Decision:
         if self.warnings:
             return "warned"
         return "allowed"
+
+    @property
+    def outcome(self) -> Outcome:
+        return "skipped" if self.skipped else self.verdict
 
     def audit_annotations(self) -> dict[str, str]:
         annotations: dict[str, str] = {}
@@ -77,7 +121,7 @@ class Decision:
             annotations["mutated-by"] = ",".join(self.mutated_by)
         return annotations
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> DecisionRecord:
         """A flat, JSON-ready record of the decision (the audit journal stores this)."""
         return {
             "time": self.started, "uid": self.uid, "phase": self.phase,

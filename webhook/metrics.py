@@ -75,7 +75,7 @@ def _child(metric: Any, *labels: str) -> Any:
 
 def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     """Count one decision. `evaluated`: (policy, mode) of the policies that ran."""
-    verdict = "skipped" if decision.skipped else decision.verdict
+    verdict = decision.outcome
     _child(REQUESTS, decision.phase, decision.operation or "-", decision.kind or "-",
            verdict).inc()
     _child(DURATION, decision.phase, verdict).observe(decision.duration)

@@ -51,7 +51,7 @@ Context = workloads.Context
 
 # The margin kept between a policy's registry budget and the timeouts around it, so that a
 # slow registry meets the policy's own message rather than the engine's timeout.
-REGISTRY_MARGIN = 0.25
+REGISTRY_MARGIN = 0.2
 
 
 @dataclass(frozen=True)

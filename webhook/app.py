@@ -21,7 +21,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from webhook import admission, decisions, engine, tls
+from webhook import admission, decisions, engine, schema, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
@@ -116,7 +116,7 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
                   openapi_url=None)
     app.state.mlgate = state
 
-    async def review(request: Request, phase: str) -> Response:
+    async def review(request: Request, phase: schema.Phase) -> Response:
         current = runtime.engine
         limit = current.config.maxRequestBytes
         length = request.headers.get("content-length")

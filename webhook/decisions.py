@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from webhook import workloads
+from webhook import schema, workloads
 from webhook.policy import Violation
 
 Verdict = Literal["allowed", "denied", "mutated", "warned"]
@@ -78,7 +78,7 @@ class Decision:
     """What mlgate answered to one request, and why."""
 
     uid: str
-    phase: str
+    phase: schema.Phase
     operation: str
     group: str
     kind: str

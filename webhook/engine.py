@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
@@ -27,14 +27,15 @@ from webhook import (
     patches,
     plugins,
     policy,
+    schema,
     workloads,
 )
 from webhook.policy import Violation
 
 log = logging.getLogger("mlgate.engine")
 
-MUTATE = "mutate"
-VALIDATE = "validate"
+MUTATE: Final[schema.Phase] = "mutate"
+VALIDATE: Final[schema.Phase] = "validate"
 MODE_RANK = {"audit": 0, "warn": 1, "enforce": 2}  # a finding takes the milder mode
 CHECK_USER = "mlgate-check"  # the user of the requests `mlgate check` makes up
 
@@ -87,7 +88,7 @@ class Engine:
                 log.exception("closing policy %s failed", active.name)
 
     # -- evaluating ------------------------------------------------------------
-    async def evaluate(self, request: admission.Request, phase: str) -> decisions.Decision:
+    async def evaluate(self, request: admission.Request, phase: schema.Phase) -> decisions.Decision:
         started = time.perf_counter()
         decision = decisions.Decision(
             uid=request.uid, phase=phase, operation=request.operation, group=request.group,
@@ -104,7 +105,7 @@ class Engine:
         decision.duration = time.perf_counter() - started
         return decision
 
-    def _skip_reason(self, request: admission.Request, phase: str) -> str:
+    def _skip_reason(self, request: admission.Request, phase: schema.Phase) -> str:
         if request.operation not in ("CREATE", "UPDATE"):
             return f"operation {request.operation} is not evaluated"
         if request.sub_resource and request.sub_resource != "ephemeralcontainers":
@@ -143,8 +144,8 @@ class Engine:
             groups=request.groups, dry_run=request.dry_run, old_object=request.old_object,
             request=request.raw)
 
-    async def _evaluate(self, request: admission.Request, phase: str, decision: decisions.Decision,
-                        deadline: float) -> None:
+    async def _evaluate(self, request: admission.Request, phase: schema.Phase,
+                        decision: decisions.Decision, deadline: float) -> None:
         decision.skipped = self._skip_reason(request, phase)
         if decision.skipped:
             return

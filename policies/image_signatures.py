@@ -3,10 +3,35 @@
 An image matched by a rule must carry at least one valid signature from that rule's
 authorities: a cosign legacy `.sig` signature (key-based, or keyless: a Fulcio certificate
 and a Rekor SET), or a sigstore bundle (keyless or key-based) attached as an OCI referrer.
+A rule may also require attestations (SLSA provenance, a vulnerability scan, an SBOM)
+signed by the same authorities and meeting CEL conditions (webhook/signatures/attestations).
+Key-based signatures' Rekor entries are checked per the rule's `tlog`; `oci://` model URIs
+of InferenceServices are verified like images.
 Keyless signatures of both kinds are trusted through `registries.trustedRoot` (default: the
 production Sigstore root sigstore-python ships). The image is resolved to its digest; what
 the digest names is what was signed (for a multi-arch image, the index). A registry that is
 down or slow gives the rule's failure mode within the request's deadline.
+
+Example: images of the ML registry signed by our CI (keyless), built by our builder, and
+scanned within 7 days with nothing HIGH or CRITICAL:
+
+```yaml
+rules:
+  - name: ml-images
+    images: ["registry.example.com/ml/*"]
+    keyless: [{issuer: "https://token.actions.githubusercontent.com",
+               subjectRegExp: "^https://github.com/acme/"}]
+    attestations:
+      - name: provenance
+        predicateType: slsaprovenance1
+        conditions: ['predicate.runDetails.builder.id.startsWith("https://github.com/acme/")']
+      - name: scan
+        predicateType: vuln
+        conditions:
+          - timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")
+          - '!predicate.scanner.result.Results.exists(r, has(r.Vulnerabilities) &&
+             r.Vulnerabilities.exists(v, v.Severity in ["HIGH", "CRITICAL"]))'
+```
 """
 
 from __future__ import annotations
@@ -21,8 +46,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from webhook import images, policy, schema, workloads
-from webhook.signatures import bundles, keys, verifier
+from webhook import images, models, policy, schema, workloads
+from webhook.signatures import attestations, bundles, keys, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                        workloads.EPHEMERAL]
@@ -62,6 +87,16 @@ class Keyless(policy.Params):
         return self
 
 
+class Attestation(policy.Params):
+    name: str = Field(description="named in messages")
+    predicateType: str | list[str] = Field(
+        description="in-toto predicate type (or several: any of them), or a cosign --type "
+        "name: slsaprovenance1, vuln, spdx, cyclonedx, ...")
+    conditions: list[str] = Field(
+        default_factory=list, description="CEL over `predicate`, `statement` and `now`; all "
+        "must be true for one attestation of the type")
+
+
 class Rule(policy.Params):
     name: str = Field(description="named in every message")
     images: list[str] = Field(min_length=1, description="globs, e.g. registry.example.com/ml/*")
@@ -74,6 +109,13 @@ class Rule(policy.Params):
         True, description="the payload's docker-reference must name the image's repository")
     failure: Literal["deny", "allow"] = Field(
         "deny", description="what a registry that is down, slow or refusing does")
+    attestations: list[Attestation] = Field(
+        default_factory=list, description="in-toto attestations the image must also carry, "
+        "signed by the same authorities (legacy `.att` or bundle referrers)")
+    tlog: Literal["required", "optional", "off"] = Field(
+        "optional", description="Rekor entry of key-based signatures: required (a verified "
+        "SET, inclusion proof or RFC 3161 timestamp), optional (checked when present) or "
+        "off; keyless ones always need theirs")
 
     @model_validator(mode="after")
     def _authority(self) -> Rule:
@@ -126,8 +168,12 @@ class ImageSignatures(policy.ValidatingPolicy[Params]):
             loaded = [_load_key(key, rule.name, i) for i, key in enumerate(rule.keys)]
             identities = [bundles.Identity(k.issuer, k.subject, k.issuerRegExp, k.subjectRegExp)
                           for k in rule.keyless]
+            requirements = [attestations.Requirement.build(
+                a.name, a.predicateType, a.conditions, f"rules[{rule.name}].attestations[{i}]")
+                for i, a in enumerate(rule.attestations)]
             self._authorities[rule.name] = verifier.Authorities.build(
-                rule.name, loaded, identities, rule.annotations, rule.checkIdentity)
+                rule.name, loaded, identities, rule.annotations, rule.checkIdentity, rule.tlog,
+                requirements)
         self.verifier = verifier.Verifier(self.env.registries)
         self.budget = self.env.registry_budget
 
@@ -150,7 +196,25 @@ class ImageSignatures(policy.ValidatingPolicy[Params]):
             if rule is not None and (image, rule.name) not in checks:
                 checks[(image, rule.name)] = self.verifier.check(
                     image, self._authorities[rule.name], deadline)
+        sources = []  # oci:// models (KServe modelcars) are verified like images
+        for source in models.sources(workload):
+            image = source.image
+            if image is None:
+                continue
+            rule = next((r for r in params.rules if matches(r.images, image)), None)
+            sources.append((source, image, rule))
+            if rule is not None and (image, rule.name) not in checks:
+                checks[(image, rule.name)] = self.verifier.check(
+                    image, self._authorities[rule.name], deadline)
         verdicts = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        for source, image, rule in sources:
+            if rule is None:
+                continue  # allowed-model-sources decides where models may come from
+            problem = verifier.explain(verdicts[(image, rule.name)],
+                                       f"the model {source.uri} at {source.pointer}", rule.name,
+                                       rule.failure)
+            if problem is not None:
+                yield policy.Violation(what=problem[0], fix=problem[1], path=source.pointer)
         for pod, container, image, rule in found:
             if rule is None:
                 if params.unmatched != "allow":
@@ -159,22 +223,7 @@ class ImageSignatures(policy.ValidatingPolicy[Params]):
                         "use an image a rule covers, or add a rule for it", "image",
                         mode="warn" if params.unmatched == "warn" else None)
                 continue
-            verdict = verdicts[(image, rule.name)]
-            if verdict.verified:
-                continue
-            if verdict.error:
-                if rule.failure == "allow":
-                    continue
-                yield policy.Violation.at_container(
-                    pod, container,
-                    f"image {image} could not be verified for rule {rule.name!r}: "
-                    f"{verdict.error}",
-                    f"retry when the registry answers; rule {rule.name!r} has failure: deny",
-                    "image")
-                continue
-            yield policy.Violation.at_container(
-                pod, container,
-                f"image {image} ({verdict.digest or 'unresolved'}) is not signed by an "
-                f"authority of rule {rule.name!r}: {verdict.why()}",
-                f"sign {verdict.digest or image} with a key or identity of rule {rule.name!r} "
-                f"(cosign sign), or deploy a signed image", "image")
+            problem = verifier.explain(verdicts[(image, rule.name)], f"image {image}",
+                                       rule.name, rule.failure)
+            if problem is not None:
+                yield policy.Violation.at_container(pod, container, *problem, "image")

@@ -3,7 +3,8 @@
 A tag can move between admission and the kubelet's pull; with the digest in the spec,
 the image that was verified is the image that runs. Deployments and other objects that
 GitOps tools reconcile are left alone by default (the tools would fight the rewrite
-forever); pods and run-to-completion jobs are pinned.
+forever); pods and run-to-completion jobs are pinned. `oci://` model URIs of KServe
+InferenceServices (webhook/models) are pinned the same way when that kind is listed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 from pydantic import Field
 
-from webhook import errors, images, kind_table, policy, schema, workloads
+from webhook import errors, images, kind_table, models, policy, schema, workloads
 from webhook.signatures import verifier
 
 DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in kind_table.KINDS
@@ -49,7 +50,7 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
                 f"{workload.group}/{workload.kind}" not in params.kinds:
             return
         deadline = time.monotonic() + self.budget
-        targets: list[tuple[workloads.ContainerView, images.Reference]] = []
+        targets: list[tuple[workloads.ContainerView | models.Source, images.Reference]] = []
         for _, container in workload.containers():
             image = container.image
             checked = container.container_type in params.containerKinds
@@ -62,6 +63,16 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
             except images.InvalidReference as exc:
                 raise errors.PolicyError(self.env.name, f"container {container.name!r}: {exc}"
                                          ) from exc
+        for source in models.sources(workload):  # oci:// models (KServe modelcars)
+            image = source.image
+            if image is None or "@" in image or \
+                    not any(fnmatch.fnmatchcase(image, p) for p in params.images):
+                continue
+            try:
+                targets.append((source, images.parse(image)))
+            except images.InvalidReference as exc:
+                raise errors.PolicyError(
+                    self.env.name, f"model {source.uri!r} at {source.pointer}: {exc}") from exc
         unique = {str(ref): ref for _, ref in targets}
         results = await asyncio.gather(*(self.verifier.resolve(ref, deadline)
                                          for ref in unique.values()), return_exceptions=True)
@@ -70,5 +81,8 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
                   if isinstance(result, BaseException)]
         if failed:
             raise errors.PolicyError(self.env.name, "cannot resolve " + "; ".join(failed))
-        for container, ref in targets:
-            container.data["image"] = f"{container.image}@{digests[str(ref)]}"
+        for target, ref in targets:
+            if isinstance(target, models.Source):
+                target.pin(f"{target.image}@{digests[str(ref)]}")
+            else:
+                target.data["image"] = f"{target.image}@{digests[str(ref)]}"

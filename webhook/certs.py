@@ -216,9 +216,10 @@ def _explain(exc: Exception, kind: str, name: str) -> InjectionError:
 
     if isinstance(exc, ApiException):
         if exc.status == 404:
-            return InjectionError(f"{kind} {name} not found: check the name (helm list shows "
-                                  "the release; its webhook configurations are named "
-                                  "<release>-mlgate-<namespace>)")
+            return InjectionError(f"{kind} {name} not found: name the configuration, not a "
+                                  f"webhook in it (`kubectl get {kind.lower()}s` lists them; "
+                                  "the chart names both <fullname>-<namespace>, e.g. "
+                                  "mlgate-mlgate-system for release mlgate in mlgate-system)")
         if exc.status in (401, 403):
             return InjectionError(f"{kind} {name}: the API server refused (HTTP {exc.status}); "
                                   f"the service account needs get and patch on "

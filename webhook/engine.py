@@ -125,6 +125,12 @@ class Engine:
             if not (spec.template_mutable or request.kind in self.mutable_kinds
                     or f"{request.group}/{request.kind}" in self.mutable_kinds):
                 return f"the pod spec of a {request.kind} cannot change on UPDATE"
+            if (request.old_object is not None
+                    and _pod_templates(request.object, request.group, request.kind)
+                    == _pod_templates(request.old_object, request.group, request.kind)):
+                # A label, an annotation or a replica count must not roll out every pod of
+                # an object created before mlgate (a changed template is a new rollout).
+                return "the update changes no pod template"
         return ""
 
     def _matches(self, active: invocation.ActivePolicy, request: admission.Request,
@@ -263,6 +269,12 @@ class Engine:
         validated = await self.evaluate(admission.synthetic_request(
             result, user=CHECK_USER, uid=request.uid, namespace=namespace), VALIDATE)
         return mutated, validated, result
+
+
+def _pod_templates(obj: Any, group: str, kind: str) -> list[tuple[str, Any, Any]]:
+    """Every pod spec of an object with its pointer and template metadata, to compare."""
+    return [(pod.pointer, pod.spec, (pod.metadata_holder or {}).get("metadata"))
+            for pod in kind_table.view(obj, group, kind).pods]
 
 
 def _key(finding: decisions.Finding) -> tuple[str, str | None, str]:

@@ -50,6 +50,13 @@ CONFIG_LAST_RELOAD_OK = Gauge(
 SCAN_OBJECTS = Gauge(
     "mlgate_scan_objects", "Objects seen by the last cluster scan, by result (pass, fail).",
     ["result"], registry=REGISTRY)
+EVENTS = Counter(
+    "mlgate_events", "Kubernetes Events by result (created, repeated: folded into an "
+    "event's series, limited: over the per-namespace rate, dropped: queue full, failed).",
+    ["result"], registry=REGISTRY)
+POLICY_REPORTS = Gauge(
+    "mlgate_policy_reports", "PolicyReports mlgate keeps in the cluster after the last scan.",
+    registry=REGISTRY)
 
 
 def _policy_result(policy: str, decision: Any) -> str:

@@ -52,7 +52,8 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
         metrics.CERT_EXPIRY.set_function(lambda: tls.certificate_expiry(cert_file))
     return app_module.create_app(
         runtime, tls_context=tls_context,
-        observers=[metrics.observe_decision, logs.log_decision, audit.observe],
+        observers=[metrics.observe_decision, logs.log_decision, audit.observe,
+                   audit.events.observe],
         services=[audit, *services], routers=[audit_routes.router(audit)])
 
 

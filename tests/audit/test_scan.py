@@ -82,6 +82,24 @@ def test_a_failing_list_keeps_the_previous_results_of_that_kind(tmp_path: Path) 
     db.close()
 
 
+def test_a_kind_no_longer_served_loses_its_results(tmp_path: Path) -> None:
+    """A deleted CRD takes its objects with it: once discovery no longer lists the kind,
+    the scan forgets its results (not kept as if the objects still ran)."""
+    state = apiserver.load_state()
+    db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
+    run_scan(state, tmp_path, db)
+    assert {r["name"] for r in db.scan_results(kind="PyTorchJob")} == {"bert"}
+    groups = state.discovery["/apis"]["groups"]
+    state.discovery["/apis"]["groups"] = [g for g in groups if g["name"] != "kubeflow.org"]
+    del state.discovery["/apis/kubeflow.org/v1"]
+    summary = run_scan(state, tmp_path, db)
+    assert "kubeflow.org/PyTorchJob" in summary.missing and not summary.failed
+    assert db.scan_results(kind="PyTorchJob") == []
+    assert summary.removed == 1
+    assert db.scan_results(kind="Pod")  # other kinds keep theirs
+    db.close()
+
+
 # The wgpolicyk8s.io/v1alpha2 CRD's openAPIV3Schema (PolicyReport; ClusterPolicyReport is the
 # same without a namespace), written from the fields the CRD documents.
 _OBJECT_REFERENCE = {"type": "object", "properties": {

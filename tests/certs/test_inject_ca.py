@@ -85,6 +85,8 @@ def test_inject_ca_replaces_unless_keep_existing(api: apiserver.StandInApiServer
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--mutating", "nope"], "MutatingWebhookConfiguration nope not found"),
+    # a webhook's name where the configuration's belongs: the hint shows the chart's naming
+    (["--mutating", "mutate.mlgate.io"], "e.g. mlgate-mlgate-system for release mlgate"),
     ([], "name at least one --mutating or --validating"),
 ])
 def test_inject_ca_errors_name_the_problem(api: apiserver.StandInApiServer, tmp_path: Path,

@@ -72,7 +72,7 @@ def test_every_object_matches_its_schema(rendered: dict[str, list[dict[str, Any]
 
 def test_crd_schemas_reject_a_wrong_field(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """The stand-in schemas are strict enough to catch a typo."""
-    certificate = helm.one(rendered["cert-manager"], "Certificate")
+    certificate = helm.by_kind(rendered["cert-manager"], "Certificate")[0]
     broken = {**certificate, "spec": {**certificate["spec"], "dnsName": ["x"]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, crd_schemas.CERTIFICATE)
@@ -171,10 +171,19 @@ def test_chart_certificates(rendered: dict[str, list[dict[str, Any]]], name: str
 
 def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["cert-manager"]
-    certificate = helm.one(objects, "Certificate")
-    issuer = helm.one(objects, "Issuer")
-    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"],
-                                                "kind": "Issuer"}
+    certificates = {c["metadata"]["name"]: c for c in helm.by_kind(objects, "Certificate")}
+    issuers = {i["metadata"]["name"]: i for i in helm.by_kind(objects, "Issuer")}
+    certificate = certificates.pop(helm.one(objects, "Service")["metadata"]["name"])
+    # The serving certificate comes from a CA of the chart's own, not from the self-signed
+    # Issuer: a renewal then keeps the caBundle (a new self-signed root would be injected
+    # before the pods' Secret volumes catch up, and the API server would refuse them).
+    (ca,) = certificates.values()
+    assert ca["spec"]["isCA"] is True
+    assert issuers[ca["spec"]["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    ca_issuer = issuers[certificate["spec"]["issuerRef"]["name"]]
+    assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"
+    assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
+    assert ca["spec"]["secretName"] != certificate["spec"]["secretName"]
     assert helm.by_kind(objects, "Secret") == []
     reference = f"{helm.NAMESPACE}/{certificate['metadata']['name']}"
     for configuration in webhook_configurations(objects):
@@ -189,7 +198,7 @@ def test_cert_manager_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
 def test_cert_manager_with_an_existing_issuer() -> None:
     objects = helm.render(scenario("cert-manager"), set_json={
         "certificates.certManager.issuerRef": '{"name": "corp-ca", "kind": "ClusterIssuer"}'})
-    assert helm.by_kind(objects, "Issuer") == []
+    assert helm.by_kind(objects, "Issuer") == []  # neither the self-signed nor the CA one
     assert helm.one(objects, "Certificate")["spec"]["issuerRef"] == {
         "name": "corp-ca", "kind": "ClusterIssuer"}
 
@@ -250,9 +259,44 @@ def test_rbac_is_limited_to_what_is_used(rendered: dict[str, list[dict[str, Any]
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
          "verbs": ["create"]},
         {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
-         "verbs": ["create"]}]
+         "verbs": ["create"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+
+
+REPORTS_RULE = {"apiGroups": ["wgpolicyk8s.io"],
+                "resources": ["policyreports", "clusterpolicyreports"],
+                "verbs": ["get", "list", "create", "patch", "delete"]}
+
+
+def _config(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(helm.one(objects, "ConfigMap")["data"]["mlgate.yaml"])
+    return config
+
+
+def test_policy_reports_are_opt_in_with_rbac_only_for_the_reports(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert REPORTS_RULE not in _rbac_rules(rendered["default"])
+    assert "audit" not in _config(rendered["default"])
+    objects = helm.render(sets={"policyReports.enabled": "true",
+                                "policyReports.maxResults": "50",
+                                "config.audit.scan.interval": "5m"})
+    assert REPORTS_RULE in _rbac_rules(objects)
+    audit = _config(objects)["audit"]
+    assert audit["policyReports"] == {"enabled": True, "maxResults": 50}
+    assert audit["scan"] == {"enabled": True, "interval": "5m"}  # the user's keys are kept
+    assert not helm.by_kind(objects, "CustomResourceDefinition")  # the chart expects the CRDs
+    assert "kubectl get crd policyreports.wgpolicyk8s.io" in helm.notes(
+        sets={"policyReports.enabled": "true"})
+    assert "PolicyReports" not in helm.notes()
+
+
+def test_events_can_be_switched_off_with_their_rbac(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = helm.render(sets={"events.enabled": "false"})
+    assert not [r for r in _rbac_rules(objects) if r["apiGroups"] == ["events.k8s.io"]]
+    assert _config(objects)["audit"] == {"events": {"enabled": False}}
 
 
 def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -417,3 +461,8 @@ def test_the_config_is_a_directory_mount_so_configmap_edits_reach_the_server(
         "annotations", {})
     restarting = helm.one(helm.render(sets={"restartOnConfigChange": "true"}), "Deployment")
     assert "checksum/config" in restarting["spec"]["template"]["metadata"]["annotations"]
+    # the checksum covers what the switches merge into the config, not only `config`
+    reports = helm.one(helm.render(sets={"restartOnConfigChange": "true",
+                                         "policyReports.enabled": "true"}), "Deployment")
+    assert (reports["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            != restarting["spec"]["template"]["metadata"]["annotations"]["checksum/config"])

@@ -69,6 +69,7 @@ class Mlgate:
     release: str = RELEASE
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    self_signed: bool = False  # `serve --self-signed` makes its own files in tls_dir
 
     @property
     def config_file(self) -> Path:
@@ -107,9 +108,11 @@ class Mlgate:
 
     def start(self, ready_timeout: float = 30) -> None:
         env = {**self.plane.env, "MLGATE_NAMESPACE": self.namespace}
+        tls_args = (["--certs-dir", str(self.tls_dir)] if self.self_signed else
+                    ["--tls-cert", str(self.tls_dir / "tls.crt"),
+                     "--tls-key", str(self.tls_dir / "tls.key")])
         args = [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--tls-cert", str(self.tls_dir / "tls.crt"),
-                "--tls-key", str(self.tls_dir / "tls.key"), "--config", str(self.config_file),
+                "--port", str(self.port), *tls_args, "--config", str(self.config_file),
                 "--data-dir", str(self.workdir / "data"), *self.extra_args]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -119,7 +122,7 @@ class Mlgate:
             if self.process.poll() is not None:
                 raise RuntimeError(f"mlgate serve exited with {self.process.returncode}:\n"
                                    f"{self.output()[-4000:]}")
-            with contextlib.suppress(httpx.TransportError), self.client() as client:
+            with contextlib.suppress(httpx.TransportError, OSError), self.client() as client:
                 if client.get("/readyz").status_code == 200:
                     return
             if time.monotonic() > deadline:
@@ -153,17 +156,19 @@ class Mlgate:
                                      f"{self.output()[-2000:]}")
             time.sleep(0.1)
 
-    def journaled(self) -> list[dict[str, Any]]:
-        """Every decision of the journal, as the audit API pages them out."""
+    def journaled(self, **filters: str) -> list[dict[str, Any]]:
+        """Every decision of the journal (filtered as `/audit/decisions` filters: namespace,
+        kind, policy, user, decision), as the audit API pages them out."""
         records: list[dict[str, Any]] = []
         cursor = ""
         with self.client() as client:
             while True:
-                response = client.get("/audit/decisions", params={"cursor": cursor} if cursor
-                                      else {}, headers=self.audit_headers())
+                params = {**filters, "cursor": cursor} if cursor else dict(filters)
+                response = client.get("/audit/decisions", params=params,
+                                      headers=self.audit_headers())
                 response.raise_for_status()
                 page = response.json()
-                records += page["decisions"]
+                records += page["items"]
                 cursor = page.get("next") or ""
                 if not cursor:
                     return records
@@ -174,15 +179,42 @@ class Mlgate:
 
 
 def install(plane: ControlPlane, workdir: Path, *helm_args: str,
-            release: str = RELEASE, namespace: str = NAMESPACE) -> Mlgate:
-    """`helm install` the chart, route its Service to a local port, start `mlgate serve`."""
+            release: str = RELEASE, namespace: str = NAMESPACE,
+            take_files: bool = True) -> Mlgate:
+    """`helm install` the chart and route its Service to a local port (`Mlgate.start()`
+    then serves it). `take_files=False` where the chart makes no Secret (cert-manager and
+    self-managed modes)."""
     port = free_port()
     helm(plane, "install", release, str(CHART), "--namespace", namespace, "--create-namespace",
          "--set", f"service.port={port}", *helm_args)
     external_name_service(plane, release, namespace, port)
     gate = Mlgate(plane=plane, workdir=workdir, port=port, namespace=namespace, release=release)
-    gate.take_chart_files()
+    if take_files:
+        gate.take_chart_files()
     return gate
+
+
+def upgrade(gate: Mlgate, *helm_args: str) -> None:
+    """`helm upgrade --reuse-values`, then the Service swapped again. Helm 4 applies
+    server-side: the swapped Service's type and port conflict with kubectl's apply, so
+    the upgrade forces them back to the chart's and the swap is redone."""
+    helm(gate.plane, "upgrade", gate.release, str(CHART), "--namespace", gate.namespace,
+         "--reuse-values", "--force-conflicts", *helm_args)
+    external_name_service(gate.plane, gate.release, gate.namespace, gate.port)
+
+
+def uninstall(gate: Mlgate) -> None:
+    """Stop the server and remove the release (its cluster-wide webhook configurations)."""
+    gate.stop()
+    helm(gate.plane, "uninstall", gate.release, "--namespace", gate.namespace,
+         check=False)
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        gate.plane.kubectl("delete", kind, webhook_configuration(gate), "--ignore-not-found")
+
+
+def webhook_configuration(gate: Mlgate) -> str:
+    """The name the chart gives both webhook configurations: `<fullname>-<namespace>`."""
+    return f"{gate.release}-{gate.namespace}"
 
 
 def token(plane: ControlPlane, service_account: str, namespace: str) -> str:
@@ -223,15 +255,17 @@ def install_crds(plane: ControlPlane, files: list[Path]) -> list[str]:
         names.append(doc["metadata"]["name"])
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path),
                       timeout=120)
+    # `kubectl wait` fails at once ("status.conditions accessor error") on a CRD whose status
+    # has no conditions yet, so poll until every one is Established.
     deadline = time.monotonic() + 60
-    waiting = set(names)
+    waiting = list(names)
     while waiting:
-        for name in sorted(waiting):
-            crd = get_json(plane, "crd", name)
-            conditions = crd.get("status", {}).get("conditions") or []
-            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                waiting.discard(name)
-        if waiting and time.monotonic() > deadline:
-            raise AssertionError(f"CRDs not established after 60 s: {sorted(waiting)}")
+        conditions = get_json(plane, "crd", waiting[0]).get("status", {}).get("conditions")
+        if any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in conditions or []):
+            waiting.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRD {waiting[0]} not Established in 60 s: {conditions}")
         time.sleep(0.2)
     return names

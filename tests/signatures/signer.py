@@ -2,9 +2,11 @@
 
 It speaks the distribution API directly (sync httpx) and follows the cosign formats:
 legacy simple-signing payloads in an OCI manifest at `sha256-<hex>.sig` (signature in
-the layer annotation `dev.cosignproject.cosign/signature`), and sigstore v0.3 bundles
-(DSSE in-toto statement, predicateType cosign/sign/v1) pushed as OCI referrers with the
-fallback tag `sha256-<hex>` pointing at an index of them. It shares no code with the
+the layer annotation `dev.cosignproject.cosign/signature`), legacy attestations (DSSE
+envelopes of in-toto statements) at `sha256-<hex>.att`, and sigstore v0.3 bundles (DSSE
+in-toto statement: predicateType cosign/sign/v1 for a signature, any other for an
+attestation) pushed as OCI referrers with the fallback tag `sha256-<hex>` pointing at an
+index of them. It shares no code with the
 verifier in webhook/signatures, on purpose.
 """
 
@@ -32,6 +34,24 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+MODEL_ARTIFACT = "application/vnd.cnai.model.manifest.v1+json"
+MODEL_CONFIG = "application/vnd.cnai.model.config.v1+json"
+MODEL_WEIGHTS = "application/vnd.cnai.model.weight.v1.raw"
+INTOTO = "application/vnd.in-toto+json"
+
+
+def statement(repository: str, digest: str, predicate_type: str, predicate: Any) -> bytes:
+    """An in-toto Statement v1 about `digest`."""
+    algorithm, _, hex_digest = digest.partition(":")
+    return json.dumps({"_type": "https://in-toto.io/Statement/v1",
+                       "subject": [{"name": repository, "digest": {algorithm: hex_digest}}],
+                       "predicateType": predicate_type, "predicate": predicate}).encode()
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(payload),
+                                     payload)
 
 
 def digest_of(data: bytes) -> str:
@@ -92,6 +112,21 @@ class Pusher:
                            "layers": [{"mediaType": OCI_LAYER, **layer}]}).encode()
         return self.manifest(repository, tag, body, OCI_MANIFEST)
 
+    def model(self, repository: str, tag: str, weights: bytes | None = None) -> str:
+        """A model as an OCI artifact (CNCF ModelPack media types, as model packaging tools
+        push them): an artifactType, a model config and a weights layer; its digest."""
+        layer = self.blob(repository, weights or os.urandom(256))
+        config = self.blob(repository, json.dumps(
+            {"descriptor": {"name": repository}, "config": {"format": "safetensors"},
+             "modelfs": {"type": "layers", "diffIds": [layer["digest"]]}}).encode())
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "artifactType": MODEL_ARTIFACT,
+                           "config": {"mediaType": MODEL_CONFIG, **config},
+                           "layers": [{"mediaType": MODEL_WEIGHTS, **layer,
+                                       "annotations": {"org.cnai.model.filepath":
+                                                       "model.safetensors"}}]}).encode()
+        return self.manifest(repository, tag, body, OCI_MANIFEST)
+
     def index(self, repository: str, tag: str, children: list[tuple[str, str]]) -> str:
         """A multi-arch index over (digest, architecture) children of this repository."""
         manifests = []
@@ -107,11 +142,13 @@ class Pusher:
 
 
 def append_sig_layer(pusher: Pusher, repository: str, digest: str, payload: bytes,
-                     annotations: dict[str, str]) -> None:
-    """Append one simple-signing layer to the `sha256-<hex>.sig` manifest of `digest`."""
-    layer = {"mediaType": SIMPLESIGNING, **pusher.blob(repository, payload),
+                     annotations: dict[str, str], suffix: str = ".sig",
+                     media_type: str = SIMPLESIGNING) -> None:
+    """Append one layer to the `sha256-<hex>.sig` manifest of `digest` (simple-signing),
+    or to `sha256-<hex>.att` (DSSE envelopes: legacy attestations)."""
+    layer = {"mediaType": media_type, **pusher.blob(repository, payload),
              "annotations": annotations}
-    tag = tag_for(digest, ".sig")
+    tag = tag_for(digest, suffix)
     existing = pusher.get_manifest(repository, tag)
     layers = (existing or {}).get("layers", []) + [layer]
     config = pusher.blob(repository, json.dumps(
@@ -158,15 +195,32 @@ class Signer:
         append_sig_layer(pusher, repository, digest, payload,
                          {"dev.cosignproject.cosign/signature": signature})
 
+    def envelope(self, payload: bytes, tamper: bool = False) -> bytes:
+        """A DSSE envelope (what `cosign attest` stores in a `.att` layer) of an in-toto
+        payload; `tamper` stores a payload other than the signed one."""
+        signature = self.sign(pae(INTOTO, payload))
+        stored = payload.replace(b'"predicate"', b'"predicate" ') if tamper else payload
+        return json.dumps({"payloadType": INTOTO,
+                           "payload": base64.b64encode(stored).decode(),
+                           "signatures": [{"keyid": "",
+                                           "sig": base64.b64encode(signature).decode()}]}
+                          ).encode()
+
+    def attest_legacy(self, pusher: Pusher, repository: str, digest: str,
+                      predicate_type: str, predicate: Any, *, subject: str | None = None,
+                      tamper: bool = False) -> None:
+        """`cosign attest --key` without bundles: an envelope layer at `sha256-<hex>.att`."""
+        payload = statement(repository, subject or digest, predicate_type, predicate)
+        append_sig_layer(pusher, repository, digest, self.envelope(payload, tamper),
+                         {"dev.cosignproject.cosign/signature": "",
+                          "predicateType": predicate_type}, ".att", DSSE_ENVELOPE)
+
     def bundle_bytes(self, repository: str, digest: str,
-                     predicate_type: str = SIGN_PREDICATE) -> bytes:
-        statement = json.dumps({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": repository, "digest": {"sha256": digest.split(":")[1]}}],
-            "predicateType": predicate_type, "predicate": {}}).encode()
-        payload_type = "application/vnd.in-toto+json"
-        pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(),
-                                        len(statement), statement)
+                     predicate_type: str = SIGN_PREDICATE, predicate: Any = None) -> bytes:
+        payload = statement(repository, digest, predicate_type,
+                            {} if predicate is None else predicate)
+        payload_type = INTOTO
+        signed = pae(payload_type, payload)
         public_der = self.key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return json.dumps({
@@ -176,14 +230,16 @@ class Signer:
                     hashlib.sha256(public_der).digest()).decode()},
                 "tlogEntries": []},
             "dsseEnvelope": {
-                "payload": base64.b64encode(statement).decode(), "payloadType": payload_type,
-                "signatures": [{"sig": base64.b64encode(self.sign(pae)).decode(),
+                "payload": base64.b64encode(payload).decode(), "payloadType": payload_type,
+                "signatures": [{"sig": base64.b64encode(self.sign(signed)).decode(),
                                 "keyid": ""}]}}).encode()
 
     def bundle(self, pusher: Pusher, repository: str, digest: str,
-               predicate_type: str = SIGN_PREDICATE, bundle: bytes | None = None) -> str:
-        """Push a bundle referrer of `digest` and list it in the fallback tag's index."""
-        data = bundle or self.bundle_bytes(repository, digest, predicate_type)
+               predicate_type: str = SIGN_PREDICATE, bundle: bytes | None = None,
+               predicate: Any = None) -> str:
+        """Push a bundle referrer of `digest` and list it in the fallback tag's index (a
+        signature with the signing predicate, an attestation with any other)."""
+        data = bundle or self.bundle_bytes(repository, digest, predicate_type, predicate)
         layer = {"mediaType": BUNDLE, **pusher.blob(repository, data)}
         empty = pusher.blob(repository, b"{}")
         subject = pusher.client.get(f"{pusher.base}/v2/{repository}/manifests/{digest}",
@@ -223,8 +279,9 @@ def _ca_cert(subject: str, key: Any, issuer: Any, issuer_key: Any, start: dateti
 class TestSigstore:
     """A Fulcio and a Rekor of our own: a root CA and an intermediate that issue short-lived
     code-signing leaves with an email SAN and the OIDC-issuer extensions, and a log key that
-    signs SETs over hashedrekord entries. It writes cosign's legacy keyless `.sig` layers
-    and the trusted_root.json that trusts them; like `Signer`, it shares no verifier code."""
+    signs SETs over hashedrekord entries, and a CT log whose SCTs the leaves embed. It writes
+    cosign's legacy keyless `.sig` and `.att` layers and the trusted_root.json that trusts
+    them; like `Signer`, it shares no verifier code."""
 
     __test__ = False  # not a pytest class
 
@@ -237,6 +294,9 @@ class TestSigstore:
         self.intermediate = _ca_cert("test-fulcio-intermediate", self.intermediate_key,
                                      self.root, self.root_key, now - datetime.timedelta(days=30),
                                      now + datetime.timedelta(days=30))
+        self.ct_key = ec.generate_private_key(ec.SECP256R1())
+        self.ct_der = self.ct_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.rekor_key = ec.generate_private_key(ec.SECP256R1())
         self.rekor_der = self.rekor_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -261,11 +321,34 @@ class TestSigstore:
                 "certChain": {"certificates": [{"rawBytes": der(self.intermediate)},
                                                {"rawBytes": der(self.root)}]},
                 "validFor": start}],
-            "ctlogs": [], "timestampAuthorities": []}
+            "ctlogs": [{"baseUrl": "https://ct.test", "hashAlgorithm": "SHA2_256",
+                        "publicKey": {"rawBytes": base64.b64encode(self.ct_der).decode(),
+                                      "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                                      "validFor": start},
+                        "logId": {"keyId": base64.b64encode(
+                            hashlib.sha256(self.ct_der).digest()).decode()}}],
+            "timestampAuthorities": []}
 
     def leaf(self, key: Any, email: str, issuer: str, start: datetime.datetime,
              lifetime: datetime.timedelta = datetime.timedelta(minutes=10),
-             usage: Any = ExtendedKeyUsageOID.CODE_SIGNING) -> x509.Certificate:
+             usage: Any = ExtendedKeyUsageOID.CODE_SIGNING, sct: str = "valid",
+             ) -> x509.Certificate:
+        """A Fulcio-like leaf. `sct`: "valid" (an SCT of this CT log), "none", "untrusted"
+        (an SCT of a CT log the trusted root does not name) or "tampered" (the SCT's
+        signature does not match the certificate)."""
+        builder = self._leaf_builder(key, email, issuer, start, lifetime, usage)
+        precert = builder.sign(self.intermediate_key, hashes.SHA384())
+        if sct == "none":
+            return precert
+        ct_key = self.ct_key if sct != "untrusted" else ec.generate_private_key(ec.SECP256R1())
+        return builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"),
+            _sct_list(ct_key, precert.tbs_certificate_bytes, self.intermediate,
+                      tamper=sct == "tampered")),
+            critical=False).sign(self.intermediate_key, hashes.SHA384())
+
+    def _leaf_builder(self, key: Any, email: str, issuer: str, start: datetime.datetime,
+                      lifetime: datetime.timedelta, usage: Any) -> x509.CertificateBuilder:
         issuer_utf8 = issuer.encode()
         assert len(issuer_utf8) < 128
         return (x509.CertificateBuilder().subject_name(x509.Name([]))
@@ -281,8 +364,7 @@ class TestSigstore:
                     x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer_utf8), critical=False)
                 .add_extension(x509.UnrecognizedExtension(  # OIDC issuer (v2: DER UTF8String)
                     x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"),
-                    bytes([0x0C, len(issuer_utf8)]) + issuer_utf8), critical=False)
-                .sign(self.intermediate_key, hashes.SHA384()))
+                    bytes([0x0C, len(issuer_utf8)]) + issuer_utf8), critical=False))
 
     def rekor_bundle(self, payload: bytes, signature: bytes, cert_pem: bytes,
                      integrated_time: int) -> str:
@@ -303,6 +385,48 @@ class TestSigstore:
         return json.dumps({"SignedEntryTimestamp": base64.b64encode(signed).decode(),
                            "Payload": entry})
 
+    def attest_legacy(self, pusher: Pusher, repository: str, digest: str, email: str,
+                      issuer: str, predicate_type: str, predicate: Any) -> None:
+        """`cosign attest` keyless without bundles: an envelope layer at `.att` with the
+        certificate, chain and a Rekor `intoto` 0.0.1 entry (hashes and key) with its SET."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - \
+            datetime.timedelta(hours=1)
+        cert_pem = self.leaf(key, email, issuer, start).public_bytes(serialization.Encoding.PEM)
+        payload = statement(repository, digest, predicate_type, predicate)
+        signature = key.sign(pae(INTOTO, payload), ec.ECDSA(hashes.SHA256()))
+        envelope = json.dumps({"payloadType": INTOTO,
+                               "payload": base64.b64encode(payload).decode(),
+                               "signatures": [{"keyid": "", "sig": base64.b64encode(
+                                   signature).decode()}]}).encode()
+        body = {"apiVersion": "0.0.1", "kind": "intoto", "spec": {
+            "content": {"hash": {"algorithm": "sha256",
+                                 "value": hashlib.sha256(envelope).hexdigest()},
+                        "payloadHash": {"algorithm": "sha256",
+                                        "value": hashlib.sha256(payload).hexdigest()}},
+            "publicKey": base64.b64encode(cert_pem).decode()}}
+        annotations = {
+            "dev.cosignproject.cosign/signature": "", "predicateType": predicate_type,
+            "dev.sigstore.cosign/certificate": cert_pem.decode(),
+            "dev.sigstore.cosign/chain": b"".join(
+                c.public_bytes(serialization.Encoding.PEM)
+                for c in (self.intermediate, self.root)).decode(),
+            "dev.sigstore.cosign/bundle": self.log(body, int((start + datetime.timedelta(
+                minutes=1)).timestamp()))}
+        append_sig_layer(pusher, repository, digest, envelope, annotations, ".att",
+                         DSSE_ENVELOPE)
+
+    def log(self, body: dict[str, Any], integrated_time: int) -> str:
+        """cosign's `bundle` annotation for an entry `body`: the log's SET over it."""
+        encoded = base64.b64encode(json.dumps(body, separators=(",", ":")).encode()).decode()
+        self.log_index += 1
+        entry = {"body": encoded, "integratedTime": integrated_time,
+                 "logID": hashlib.sha256(self.rekor_der).hexdigest(), "logIndex": self.log_index}
+        canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        signed = self.rekor_key.sign(canonical, ec.ECDSA(hashes.SHA256()))
+        return json.dumps({"SignedEntryTimestamp": base64.b64encode(signed).decode(),
+                           "Payload": entry})
+
     def legacy(self, pusher: Pusher, repository: str, digest: str, email: str, issuer: str,
                **options: Any) -> None:
         """Push a keyless signature of `digest` (see `sign`) as a `.sig` layer."""
@@ -313,7 +437,7 @@ class TestSigstore:
     def sign(self, identity: str, digest: str, email: str, issuer: str, *,
              logged_after: datetime.timedelta = datetime.timedelta(minutes=1),
              with_chain: bool = True, usage: Any = ExtendedKeyUsageOID.CODE_SIGNING,
-             ) -> tuple[bytes, dict[str, str]]:
+             sct: str = "valid") -> tuple[bytes, dict[str, str]]:
         """Sign `digest` keyless, as `cosign sign` did before bundles: an ephemeral key, a
         leaf issued an hour ago (expired now, as real ones are), and the Rekor entry logged
         `logged_after` the leaf's start (more than ten minutes: logged after it expired).
@@ -321,7 +445,7 @@ class TestSigstore:
         key = ec.generate_private_key(ec.SECP256R1())
         start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - \
             datetime.timedelta(hours=1)
-        cert_pem = self.leaf(key, email, issuer, start, usage=usage).public_bytes(
+        cert_pem = self.leaf(key, email, issuer, start, usage=usage, sct=sct).public_bytes(
             serialization.Encoding.PEM)
         payload = Signer.payload(identity, digest)
         signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
@@ -335,3 +459,29 @@ class TestSigstore:
                 c.public_bytes(serialization.Encoding.PEM)
                 for c in (self.intermediate, self.root)).decode()
         return payload, annotations
+
+
+def _der_octets(data: bytes) -> bytes:
+    if len(data) < 128:
+        return bytes([0x04, len(data)]) + data
+    size = (len(data).bit_length() + 7) // 8
+    return bytes([0x04, 0x80 | size]) + len(data).to_bytes(size, "big") + data
+
+
+def _sct_list(ct_key: Any, precert_tbs: bytes, issuer: x509.Certificate,
+              tamper: bool = False) -> bytes:
+    """The extnValue of an embedded SCT list (RFC 6962 §3.3) with one SCT by `ct_key` over
+    the precertificate TBS: DER OCTET STRING of the TLS-encoded SignedCertificateTimestampList."""
+    timestamp = int(datetime.datetime.now(datetime.UTC).timestamp() * 1000) - 3_600_000
+    issuer_hash = hashlib.sha256(issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    signed = (bytes([0, 0]) + timestamp.to_bytes(8, "big") + (1).to_bytes(2, "big")
+              + issuer_hash + len(precert_tbs).to_bytes(3, "big") + precert_tbs
+              + (0).to_bytes(2, "big"))
+    signature = ct_key.sign(signed + (b"x" if tamper else b""), ec.ECDSA(hashes.SHA256()))
+    log_id = hashlib.sha256(ct_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    sct = (bytes([0]) + log_id + timestamp.to_bytes(8, "big") + (0).to_bytes(2, "big")
+           + bytes([4, 3]) + len(signature).to_bytes(2, "big") + signature)
+    entries = len(sct).to_bytes(2, "big") + sct
+    return _der_octets(len(entries).to_bytes(2, "big") + entries)

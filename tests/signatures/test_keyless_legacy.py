@@ -5,6 +5,7 @@ through the verifier, and through the image-signatures policy in the engine."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
 import time
@@ -209,3 +210,54 @@ def test_a_broken_trusted_root_is_a_clear_error(tmp_path: Path) -> None:
         fulcio.trust_root(str(tmp_path / "missing.json"))
     with pytest.raises(ValueError):  # the verifier refuses it at startup, not per request
         verifier.Verifier(settings.Registries.model_validate({"trustedRoot": str(broken)}))
+
+
+@pytest.mark.parametrize(("sct", "why"), [
+    ("none", "has no embedded SCT"),
+    ("untrusted", "which is not trusted"),
+    ("tampered", "does not verify with its key"),
+])
+async def test_keyless_legacy_needs_an_sct_of_a_trusted_ct_log(
+        oci_registry: Registry, sigstore: TestSigstore, make: Any, sct: str, why: str) -> None:
+    """As cosign: the Fulcio certificate must carry a valid SCT of a CT log of the trusted
+    root (the log's signature over the precertificate); the test signer makes real ones."""
+    name = repo()
+    digest = oci_registry.pusher.image(name, "1.0")
+    sigstore.legacy(oci_registry.pusher, name, digest, "alice@example.com", ISSUER, sct=sct)
+    verdict = await check(make(), f"{oci_registry.host}/{name}:1.0", rule(ALICE))
+    assert not verdict.verified and not verdict.error
+    assert why in verdict.why() and "SCT" in verdict.why()
+
+
+async def test_key_based_signatures_and_tlog(oci_registry: Registry, sigstore: TestSigstore,
+                                             make: Any) -> None:
+    """A key-based `.sig` signature logged in the test Rekor (a SET over a hashedrekord of
+    it) passes `tlog: required`; one without a Rekor entry, and a bundle without
+    tlogEntries, pass `optional` and fail `required` with the rule's fix."""
+    signer = Signer()
+    named = [("cosign.pub", keys.load(signer.public_pem, "cosign.pub"))]
+    name = repo()
+    digest = oci_registry.pusher.image(name, "1.0")
+    payload = Signer.payload(f"{oci_registry.host}/{name}", digest)
+    raw = signer.sign(payload)
+    from tests.signatures.signer import append_sig_layer
+
+    append_sig_layer(oci_registry.pusher, name, digest, payload, {
+        "dev.cosignproject.cosign/signature": base64.b64encode(raw).decode(),
+        "dev.sigstore.cosign/bundle": sigstore.rekor_bundle(
+            payload, raw, signer.public_pem.encode(), int(time.time()) - 60)})
+    required = verifier.Authorities.build("ml", named, [], {}, tlog="required")
+    verdict = await check(make(), f"{oci_registry.host}/{name}:1.0", required)
+    assert verdict.verified, verdict.why()
+
+    unlogged = repo()
+    digest = oci_registry.pusher.image(unlogged, "1.0")
+    signer.legacy(oci_registry.pusher, unlogged, digest)
+    signer.bundle(oci_registry.pusher, unlogged, digest)
+    image = f"{oci_registry.host}/{unlogged}:1.0"
+    refused = await check(make(), image, required)
+    assert not refused.verified
+    assert "no Rekor entry" in refused.why() and "tlog: required" in refused.why()
+    assert "the bundle has no Rekor entry" in refused.why()
+    optional = verifier.Authorities.build("ml", named, [], {}, tlog="optional")
+    assert (await check(make(), image, optional)).verified

@@ -176,7 +176,8 @@ def test_legacy_keyless_with_the_set_of_another_entry_is_invalid(sigs: Path) -> 
         [(sigs / "containers-image" / "rekor.pub").read_bytes()])
     result = fulcio.verify(swapped, registry.sha256_digest((folder / "manifest.json")
                                                            .read_bytes()), [MITR], trust)
-    assert not result.valid and "Rekor entry 11608800 logs another payload" in result.reason
+    assert not result.valid
+    assert "Rekor entry 11608800 (hashedrekord 0.0.1) logs another artifact" in result.reason
 
 
 def test_legacy_keyless_is_not_accepted_by_keys(sigs: Path) -> None:
@@ -267,3 +268,46 @@ def test_conformance_fail(sigs: Path, case: str) -> None:
     result = _conformance(sigs, case)
     assert not result.valid
     assert result.reason  # says why
+
+
+def test_legacy_keyless_sct_is_checked_against_the_ct_logs(sigs: Path) -> None:
+    """The production cosign signature's SCT verifies with the production CT log of the
+    trusted root; with only another CT log trusted (the conformance suite's invalid-ct-key
+    trick) or without its SCT's log, it is rejected."""
+    production = fulcio.TrustRoot.from_trusted_root(
+        str(sigs / "sigstore-python" / "production" / "trusted_root.json"))
+    assert production.ct_logs
+    assert keyless(sigs, [MITR], trust=production).valid
+    other = fulcio.TrustRoot.from_pem([], [(sigs / "containers-image" / "cosign.pub")
+                                           .read_bytes()]).logs
+    wrong_ct = dataclasses.replace(production, ct_logs=other)
+    result = keyless(sigs, [MITR], trust=wrong_ct)
+    assert not result.valid and "no embedded SCT verifies" in result.reason
+    assert "which is not trusted" in result.reason
+
+
+def test_key_based_legacy_rekor_entry_per_tlog(sigs: Path) -> None:
+    """cosign's key + Rekor signature: its SET verifies with the production Rekor key and
+    records this signature by cosign2.pub; `required` refuses the signature without a
+    Rekor entry, `optional` accepts it, and a corrupt SET fails whenever it is checked."""
+    ci = sigs / "containers-image"
+    trust = fulcio.TrustRoot.from_pem([], [(ci / "rekor.pub").read_bytes()])
+
+    def load(case: str) -> cosign.Signature:
+        return cosign.parse_sigstore_json((ci / case / "signature-1").read_bytes(), case)
+
+    logged, plain = load("dir-img-cosign-key-rekor-valid"), load("dir-img-cosign-valid")
+    cosign2, cosign1 = key(ci / "cosign2.pub")[1], key(ci / "cosign.pub")[1]
+    assert fulcio.check_logged(logged, cosign2, trust, "required") == ""
+    assert "tlog: required" in fulcio.check_logged(plain, cosign1, trust, "required")
+    assert fulcio.check_logged(plain, cosign1, trust, "optional") == ""
+    # the entry records cosign2's key: another key's claim on it is refused
+    assert "logs another certificate or key" in fulcio.check_logged(
+        logged, cosign1, trust, "required")
+    annotation = json.loads(logged.annotations[fulcio.BUNDLE_ANNOTATION])
+    annotation["Payload"]["integratedTime"] += 1
+    corrupt = dataclasses.replace(logged, annotations={
+        **logged.annotations, fulcio.BUNDLE_ANNOTATION: json.dumps(annotation)})
+    for mode in ("required", "optional"):
+        assert "SET does not verify" in fulcio.check_logged(corrupt, cosign2, trust, mode)
+    assert fulcio.check_logged(corrupt, cosign2, trust, "off") == ""

@@ -261,21 +261,43 @@ def test_no_mutation_of_an_existing_pod_or_job_on_update() -> None:
     assert decision.allowed and decision.patch == [] and "cannot change" in decision.skipped
 
 
+def gpu_deployment(image: str = "img:1") -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "ml"},
+            "spec": {"replicas": 1, "template": {"spec": pod_spec(
+                container(image=image, limits=GPU))}}}
+
+
 def test_deployment_template_is_mutated_on_update() -> None:
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "d", "namespace": "ml"},
-                  "spec": {"template": {"spec": pod_spec(container(limits=GPU))}}}
-    review = factories.admission_review(deployment, operation="UPDATE", old=deployment)
+    review = factories.admission_review(gpu_deployment("img:2"), operation="UPDATE",
+                                        old=gpu_deployment("img:1"))
     decision = evaluate(build(), review, engine.MUTATE)
     assert any(op["path"] == "/spec/template/spec/tolerations" for op in decision.patch)
 
 
+def test_an_update_that_changes_no_pod_template_is_not_mutated() -> None:
+    """Mutating it would change the template of an object made before mlgate, and so
+    roll out all its pods because someone added a label or changed the replica count."""
+    old = gpu_deployment()
+    new = gpu_deployment()
+    new["metadata"]["labels"] = {"team": "vision"}
+    new["spec"]["replicas"] = 3
+    decision = evaluate(build(), factories.admission_review(new, operation="UPDATE", old=old),
+                        engine.MUTATE)
+    assert decision.patch == [] and decision.skipped == "the update changes no pod template"
+    new["spec"]["template"]["metadata"] = {"labels": {"rev": "2"}}  # a template change
+    decision = evaluate(build(), factories.admission_review(new, operation="UPDATE", old=old),
+                        engine.MUTATE)
+    assert decision.patch and not decision.skipped
+
+
 def test_mutate_on_update_is_configurable_for_custom_kinds() -> None:
-    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-           "metadata": {"name": "p", "namespace": "ml"},
-           "spec": {"pytorchReplicaSpecs": {"Worker": {"template": {
-               "spec": pod_spec(container(limits=GPU))}}}}}
-    review = factories.admission_review(job, operation="UPDATE", old=job)
+    def job(image: str) -> dict[str, Any]:
+        return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                "metadata": {"name": "p", "namespace": "ml"},
+                "spec": {"pytorchReplicaSpecs": {"Worker": {"template": {
+                    "spec": pod_spec(container(image=image, limits=GPU))}}}}}
+    review = factories.admission_review(job("img:2"), operation="UPDATE", old=job("img:1"))
     assert evaluate(build(), review, engine.MUTATE).patch == []
     assert evaluate(build(mutateOnUpdate=["PyTorchJob"]), review, engine.MUTATE).patch
 

@@ -37,3 +37,43 @@ def api_client(kubeconfig: str | None = None) -> Any:
                                else "the default kubeconfig (~/.kube/config)")
         raise errors.ConfigError(f"cannot load a Kubernetes client configuration from {where}: "
                                  f"{exc}") from exc
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server (status and the Status message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Api:
+    """Plain JSON requests through a `kubernetes` ApiClient (its auth, TLS and proxies).
+
+    The report and event writers speak to the API server only through `request`, so their
+    tests can hand them an in-memory stand-in.
+    """
+
+    def __init__(self, client_: Any, timeout: float = 30.0) -> None:
+        self.client = client_
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: list[tuple[str, Any]] | None = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        import json
+
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        request = self.client.param_serialize(method, path, query_params=query or [],
+                                              header_params=headers, body=body,
+                                              auth_settings=["BearerToken"])
+        response = self.client.call_api(*request, _request_timeout=self.timeout)
+        data = response.read()
+        try:
+            parsed: dict[str, Any] = json.loads(data) if data else {}
+        except ValueError:
+            parsed = {"message": data.decode(errors="replace")[:500]}
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, str(parsed.get("message") or response.reason))
+        return parsed

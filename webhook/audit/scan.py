@@ -5,7 +5,8 @@ discovery; ML CRDs that are not installed are skipped) is listed page by page wi
 `limit`/`continue`, each object is evaluated by the validating policies as an audit (no
 one is denied), and the latest result per object is stored. Memory stays bounded: one
 page is held at a time, results go to the store page by page, and objects that vanished
-are removed by comparing scan times in SQL, never by holding a set of names.
+are removed by comparing scan times in SQL, never by holding a set of names (all of a
+kind's results, when the cluster stopped serving the kind: its CRD was deleted).
 
 Objects controlled by another workload kind of the table (a Deployment's ReplicaSets and
 their Pods, a CronJob's Jobs, a JobSet's Jobs) are skipped: their owner is reported, as
@@ -18,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,9 @@ class Scanner:
         self.store = store
         self.settings = cfg
         self.last: ScanSummary | None = None
+        # Hooks (PolicyReports, Events): each failing row as it is found, then the summary.
+        self.on_failing: list[Callable[[dict[str, Any]], None]] = []
+        self.after: list[Callable[[ScanSummary], Awaitable[None]]] = []
 
     # -- the API ---------------------------------------------------------------
     def _get(self, path: str, query: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
@@ -162,6 +166,7 @@ class Scanner:
                        "container": f.container, "error": f.error} for f in decision.findings]
         return {"group": spec.group, "kind": spec.kind, "namespace": request.namespace,
                 "name": request.name, "api_version": str(obj.get("apiVersion")),
+                "uid": str((obj.get("metadata") or {}).get("uid") or ""),
                 "scanned_at": now, "policies": policies,
                 "violations": violations}
 
@@ -192,6 +197,8 @@ class Scanner:
                         rows.append(row)
                         summary.objects += 1
                         summary.failing += bool(row["violations"])
+                        for hook in self.on_failing if row["violations"] else ():
+                            hook(row)
                     if rows:
                         await asyncio.to_thread(self.store.upsert_scan, rows)
             except Exception as exc:  # one kind failing must not stop the others
@@ -201,12 +208,24 @@ class Scanner:
             summary.kinds.append(label)
             summary.removed += await asyncio.to_thread(self.store.forget_scan, spec.group,
                                                        spec.kind, started)
+        # A kind the cluster no longer serves (its CRD was deleted, and with it every
+        # object of the kind) has no objects left: its earlier results are gone too.
+        served = {(spec.group, spec.kind) for spec, _version in kinds}
+        for spec in kind_table.KINDS:
+            if (spec.group, spec.kind) not in served:
+                summary.removed += await asyncio.to_thread(self.store.forget_scan, spec.group,
+                                                           spec.kind, summary.started)
         metrics.SCAN_OBJECTS.labels("fail").set(summary.failing)
         metrics.SCAN_OBJECTS.labels("pass").set(summary.objects - summary.failing)
         log.info("scan: %d objects in %d kinds, %d failing, %d skipped, %d removed",
                  summary.objects, len(summary.kinds), summary.failing, summary.skipped,
                  summary.removed)
         self.last = summary
+        for after in self.after:
+            try:
+                await after(summary)
+            except Exception as exc:  # a hook failing must not fail the scan
+                log.error("scan: %s failed: %s", getattr(after, "__qualname__", after), exc)
         return summary
 
     async def loop(self) -> None:

@@ -1,9 +1,11 @@
-"""The audit side while the server runs: the journal writer, the token checker, the scan.
+"""The audit side while the server runs: the journal writer, the token checker, the scan,
+its PolicyReports and the Kubernetes Events writer.
 
 `Audit` is a service of the app (`start()` opens and migrates the journal, builds the token
-checker and starts the cluster scan; `stop()` stops the scan and drains the journal) and a
-decision observer (`observe()` queues the decision's record; it never waits). The
-endpoints that read it are in `routes`.
+checker, starts the Events writer and the cluster scan; `stop()` stops them and drains the
+journal) and gives two decision observers (`observe()` queues the decision's record,
+`events.observe` queues an Event for a denial; neither waits). The endpoints that read it
+are in `routes`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 from pathlib import Path
 
 from webhook import decisions
-from webhook.audit import access, journal, scan
+from webhook.audit import access, events, journal, kube, policyreports, scan
 from webhook.audit import store as store_module
 from webhook.runtime import Runtime
 
@@ -35,6 +37,16 @@ class Audit:
         self.authority: access.Authority | None = None
         self.scanner: scan.Scanner | None = None
         self._scan_task: asyncio.Task[None] | None = None
+        self.events = events.Recorder(lambda: runtime.engine.config.audit.events,
+                                      self._cluster_api)
+
+    def _cluster_api(self) -> kube.Api | None:
+        """A client for writing Events and PolicyReports: in a pod, or audit.scan.kubeconfig
+        (never the user's default kubeconfig, which may be any cluster)."""
+        scan_cfg = self.runtime.engine.config.audit.scan
+        if not (scan_cfg.kubeconfig or kube.in_cluster()):
+            return None
+        return kube.Api(kube.api_client(scan_cfg.kubeconfig), scan_cfg.timeout)
 
     def observe(self, decision: decisions.Decision) -> None:
         """A decision observer: queue the decision for the journal."""
@@ -48,6 +60,7 @@ class Audit:
     async def start(self) -> None:
         cfg = self.runtime.engine.config
         self.authority = access.authority(cfg.audit)
+        self.events.start()
         if self.data_dir is None and not cfg.journal.url:
             log.info("journal off: no data directory and no journal.url (embedded app)")
             return
@@ -55,17 +68,21 @@ class Audit:
             journal.open_journal, cfg.journal, str(self.data_dir) if self.data_dir else None)
         self.journal.start()
         if cfg.audit.scan.enabled:
-            from webhook.audit import kube  # the kubernetes client, only when scanning
-
-            self.scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
-                                        lambda: self.runtime.engine, self.journal.store,
-                                        cfg.audit.scan)
-            self._scan_task = asyncio.create_task(self.scanner.loop(), name="mlgate-scan")
+            scanner = scan.Scanner(kube.api_client(cfg.audit.scan.kubeconfig),
+                                   lambda: self.runtime.engine, self.journal.store,
+                                   cfg.audit.scan)
+            scanner.on_failing.append(self.events.found)
+            scanner.after.append(policyreports.after_scan(
+                self.journal.store, lambda: self.runtime.engine.config.audit.policyReports,
+                lambda: kube.Api(scanner.api_client, cfg.audit.scan.timeout)))
+            self.scanner = scanner
+            self._scan_task = asyncio.create_task(scanner.loop(), name="mlgate-scan")
 
     async def stop(self) -> None:
         if self._scan_task is not None:
             self._scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan_task
+        await self.events.close()
         if self.journal is not None:
             await self.journal.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from webhook import schema
 
@@ -46,6 +46,25 @@ class ScanSettings(schema.Model):
     timeout: schema.Duration = 30.0  # per API request
 
 
+class PolicyReportSettings(schema.Model):
+    """wgpolicyk8s.io/v1alpha2 PolicyReports written by the scan (off by default)."""
+
+    enabled: bool = False
+    maxResults: int = Field(1000, gt=0)  # per report; the summary still counts every result
+
+
+class EventSettings(schema.Model):
+    """Kubernetes Events for denials and scan findings, off the admission path."""
+
+    enabled: bool = True  # needs a client: in a pod, or audit.scan.kubeconfig
+    denials: bool = True  # AdmissionDenied, on the namespace of the denied object
+    scanFindings: bool = True  # PolicyViolation, on the object the scan found
+    queueSize: int = Field(1000, gt=0)  # beyond this, events are dropped and counted
+    burst: int = Field(25, gt=0)  # new events per namespace at once...
+    perMinute: float = Field(6.0, gt=0)  # ...then this many per namespace and minute
+    dedupWindow: schema.Duration = 3600.0  # a repeat within this raises the series count
+
+
 class AuditSettings(schema.Model):
     """Access to the audit endpoints, and the cluster scan."""
 
@@ -54,3 +73,12 @@ class AuditSettings(schema.Model):
     kubernetesAuth: bool | None = None  # TokenReview + SubjectAccessReview; None: in cluster
     metricsPublic: bool = True  # Prometheus scrapes /metrics without a token
     scan: ScanSettings = ScanSettings()
+    policyReports: PolicyReportSettings = PolicyReportSettings()
+    events: EventSettings = EventSettings()
+
+    @model_validator(mode="after")
+    def _reports_need_the_scan(self) -> AuditSettings:
+        if self.policyReports.enabled and not self.scan.enabled:
+            raise ValueError("audit.policyReports.enabled needs audit.scan.enabled: the "
+                             "reports carry the scan's results")
+        return self

@@ -8,8 +8,9 @@ trusted because Rekor vouches that it was logged while the leaf was valid: the S
 a trusted Rekor key, carries the entry's integratedTime, and the certificate path is checked
 at that time, not now. Trust comes from a `TrustRoot`: the Fulcio CAs and Rekor keys of a
 sigstore trusted_root.json (the production one sigstore-python ships, by default) or PEM files.
-Not checked: the certificate's embedded SCT (CT log) and Rekor inclusion proofs, which the
-legacy layer does not carry.
+The certificate's embedded SCT is checked against the trust root's CT logs (`sct`), as
+cosign does by default; a trust root without CT logs (a private Sigstore) skips it. Not
+checked: Rekor inclusion proofs, which the legacy layer does not carry.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook import images
-from webhook.signatures import bundles, cosign, keys
+from webhook.signatures import bundles, cosign, keys, sct, timestamps, transparency
 
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
@@ -42,8 +43,7 @@ class Rejected(Exception):
     """A keyless signature that is not valid; the message says why."""
 
 
-def _covers(start: datetime | None, end: datetime | None, when: datetime) -> bool:
-    return (start is None or start <= when) and (end is None or when <= end)
+_covers = transparency.covers
 
 
 @dataclass(frozen=True)
@@ -57,20 +57,10 @@ class Authority:
     name: str = "Fulcio"
 
 
-@dataclass(frozen=True)
-class Log:
-    """A Rekor log: its key, its log ID (sha256 of the key's DER SubjectPublicKeyInfo)."""
-
-    key: keys.PublicKey
-    log_id: str
-    start: datetime | None = None
-    end: datetime | None = None
-    name: str = "Rekor"
+Log = transparency.Log
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+_spki = transparency.spki
 
 
 def _instant(value: Any, where: str) -> datetime | None:
@@ -89,12 +79,15 @@ class TrustRoot:
     authorities: tuple[Authority, ...]
     logs: tuple[Log, ...]
     source: str = ""
+    ct_logs: tuple[Log, ...] = ()  # empty: no CT log (a private Sigstore), SCTs not checked
+    tsas: tuple[timestamps.Authority, ...] = ()
 
     @classmethod
     def from_pem(cls, fulcio: Sequence[bytes | str], rekor: Sequence[bytes | str],
-                 source: str = "PEM files") -> TrustRoot:
+                 source: str = "PEM files", ct: Sequence[bytes | str] = ()) -> TrustRoot:
         """Each `fulcio` item is one CA: PEM certificates, intermediates first, root last
-        (the last one is the trust anchor). Each `rekor` item is a Rekor public key."""
+        (the last one is the trust anchor). Each `rekor` item is a Rekor public key, each
+        `ct` item a CT log's public key."""
         authorities = []
         for index, pem in enumerate(fulcio):
             data = pem.encode() if isinstance(pem, str) else pem
@@ -110,7 +103,12 @@ class TrustRoot:
             key = keys.load(pem, f"{source}: Rekor key {index + 1}")
             logs.append(Log(key, hashlib.sha256(_spki(key)).hexdigest(),
                             name=f"Rekor key {index + 1} of {source}"))
-        return cls(tuple(authorities), tuple(logs), source)
+        ct_logs = []
+        for index, pem in enumerate(ct):
+            key = keys.load(pem, f"{source}: CT log key {index + 1}")
+            ct_logs.append(Log(key, hashlib.sha256(_spki(key)).hexdigest(),
+                               name=f"CT log key {index + 1} of {source}"))
+        return cls(tuple(authorities), tuple(logs), source, tuple(ct_logs))
 
     @classmethod
     def from_trusted_root(cls, path: str) -> TrustRoot:
@@ -121,13 +119,16 @@ class TrustRoot:
                                 for i, ca in enumerate(data.get("certificateAuthorities") or []))
             logs = tuple(cls._log(log, f"{path}: tlogs[{i}]")
                          for i, log in enumerate(data.get("tlogs") or []))
+            ct_logs = tuple(cls._log(log, f"{path}: ctlogs[{i}]")
+                            for i, log in enumerate(data.get("ctlogs") or []))
+            tsas = timestamps.authorities(data, path)
         except OSError as exc:
             raise ValueError(f"trusted root {path}: cannot read it: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
                 UnsupportedAlgorithm) as exc:
             raise ValueError(f"trusted root {path} is not a sigstore trusted_root.json: "
                              f"{type(exc).__name__}: {exc}") from exc
-        return cls(authorities, logs, path)
+        return cls(authorities, logs, path, ct_logs, tsas)
 
     @staticmethod
     def _authority(ca: dict[str, Any], where: str) -> Authority:
@@ -146,6 +147,8 @@ class TrustRoot:
         pem = key.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
         valid = log["publicKey"].get("validFor") or {}
+        if not valid.get("start"):  # an open start would trust the key for any past entry
+            raise ValueError(f"{where}: publicKey.validFor.start is missing")
         return Log(keys.load(pem, where), hashlib.sha256(der).hexdigest(),
                    _instant(valid.get("start"), where), _instant(valid.get("end"), where),
                    str(log.get("baseUrl") or where))
@@ -158,19 +161,12 @@ def trust_root(path: str | None = None) -> TrustRoot:
 
 
 # -- the Rekor SET ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Entry:
-    """A Rekor entry whose SET verified: when it was logged, by which log, what it holds."""
-
-    body: dict[str, Any]
-    integrated: datetime
-    log: Log
-    index: int
+Entry = transparency.Entry
 
 
 def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
-    """Check cosign's `bundle` annotation: the SET is the log's signature over the canonical
-    JSON (sorted keys, no spaces) of {body, integratedTime, logID, logIndex}."""
+    """Check cosign's `bundle` annotation: {SignedEntryTimestamp, Payload: {body,
+    integratedTime, logID, logIndex}}, the SET over the canonical JSON of Payload."""
     try:
         data = json.loads(bundle_annotation)
         signed = base64.b64decode(data["SignedEntryTimestamp"], validate=True)
@@ -180,62 +176,13 @@ def verify_set(bundle_annotation: str, trust: TrustRoot) -> Entry:
         if not (isinstance(body, str) and isinstance(log_id, str)
                 and type(integrated) is int and type(index) is int):
             raise TypeError("body/logID must be strings, integratedTime/logIndex integers")
-        entry = json.loads(base64.b64decode(body, validate=True))
-        if not isinstance(entry, dict):
-            raise TypeError("the entry body is not a JSON object")
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise Rejected(f"the Rekor bundle annotation ({BUNDLE_ANNOTATION}) is malformed: "
                        f"{type(exc).__name__}: {exc}") from exc
-    log = next((log for log in trust.logs if log.log_id == log_id.lower()), None)
-    if log is None:
-        trusted = ", ".join(f"{log.log_id[:16]}… ({log.name})" for log in trust.logs) or "none"
-        raise Rejected(f"the SET comes from Rekor log {log_id[:16]}…, which is not trusted "
-                       f"(trusted: {trusted})")
-    canonical = json.dumps({"body": body, "integratedTime": integrated, "logID": log_id,
-                            "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
-    if not keys.verifies(log.key, signed, canonical):
-        raise Rejected(f"the Rekor SET does not verify with the key of {log.name}")
-    when = datetime.fromtimestamp(integrated, UTC)
-    if not _covers(log.start, log.end, when):
-        raise Rejected(f"the entry was logged at {when:%Y-%m-%d %H:%M:%S}Z, outside the "
-                       f"validity of {log.name}")
-    return Entry(entry, when, log, index)
-
-
-def _check_entry(entry: Entry, payload: bytes, signature: bytes,
-                 leaf: x509.Certificate) -> None:
-    """The logged entry must record this signature, by this certificate, over this payload:
-    otherwise the SET vouches for something else."""
-    kind = entry.body.get("kind")
-    if kind not in ("hashedrekord", "rekord"):
-        raise Rejected(f"Rekor entry {entry.index} is a {kind!r} entry, not a hashedrekord of "
-                       f"this signature")
     try:
-        spec = entry.body["spec"]
-        hashed = spec["data"]["hash"]
-        logged_sig = base64.b64decode(spec["signature"]["content"], validate=True)
-        logged_key = base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
-    except (KeyError, TypeError, binascii.Error) as exc:
-        raise Rejected(f"Rekor entry {entry.index} is malformed: {type(exc).__name__}: {exc}"
-                       ) from exc
-    if (hashed.get("algorithm") != "sha256"
-            or hashed.get("value") != hashlib.sha256(payload).hexdigest()):
-        raise Rejected(f"Rekor entry {entry.index} logs another payload (sha256 "
-                       f"{str(hashed.get('value'))[:16]}…), not this one")
-    if logged_sig != signature:
-        raise Rejected(f"Rekor entry {entry.index} logs another signature, not this one")
-    try:
-        logged = x509.load_pem_x509_certificate(logged_key)
-        same = logged == leaf
-    except ValueError:
-        try:
-            same = _spki(serialization.load_pem_public_key(logged_key)) == _spki(
-                leaf.public_key())
-        except (ValueError, UnsupportedAlgorithm):
-            same = False
-    if not same:
-        raise Rejected(f"Rekor entry {entry.index} logs another certificate or key, not this "
-                       f"signature's certificate")
+        return transparency.verify_promise(body, integrated, log_id, index, signed, trust.logs)
+    except transparency.Rejected as exc:
+        raise Rejected(str(exc)) from exc
 
 
 # -- the certificate path --------------------------------------------------------
@@ -375,9 +322,9 @@ def verify(signature: cosign.Signature, digest: str, identities: Sequence[bundle
         return cosign.Result(False, str(exc))
 
 
-def _load_certificates(signature: cosign.Signature) -> tuple[x509.Certificate,
-                                                               list[x509.Certificate]]:
-    pem = signature.annotations.get(cosign.CERTIFICATE_ANNOTATION, "")
+def _load_certificates(annotations: Mapping[str, str]) -> tuple[x509.Certificate,
+                                                                 list[x509.Certificate]]:
+    pem = annotations.get(cosign.CERTIFICATE_ANNOTATION, "")
     if not pem:
         raise Rejected(f"no {cosign.CERTIFICATE_ANNOTATION} annotation: a keyless signature "
                        f"needs its Fulcio certificate")
@@ -386,7 +333,7 @@ def _load_certificates(signature: cosign.Signature) -> tuple[x509.Certificate,
     except ValueError as exc:
         raise Rejected(f"{cosign.CERTIFICATE_ANNOTATION} is not a PEM certificate: {exc}"
                        ) from exc
-    chain_pem = signature.annotations.get(CHAIN_ANNOTATION, "")
+    chain_pem = annotations.get(CHAIN_ANNOTATION, "")
     try:
         chain = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem else []
     except ValueError as exc:
@@ -400,32 +347,90 @@ def _verify(signature: cosign.Signature, digest: str, identities: Sequence[bundl
     if not identities:
         raise Rejected("keyless signature (a Fulcio certificate), and the rule has no keyless "
                        "identities")
-    leaf, chain = _load_certificates(signature)
+    _load_certificates(signature.annotations)  # its reasons come first
     if not signature.signature:
         raise Rejected(f"no {cosign.SIGNATURE_ANNOTATION} annotation")
     try:
         raw = base64.b64decode(signature.signature, validate=True)
     except binascii.Error:
         raise Rejected(f"{cosign.SIGNATURE_ANNOTATION} is not base64") from None
+    signer = certified_signer(signature.annotations, raw, signature.payload, identities, trust,
+                              artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
+    why = cosign.check_payload(signature.payload, digest, annotations, identity)
+    return cosign.Result(not why, why, signer)
+
+
+def certified_signer(annotations: Mapping[str, str], raw: bytes, message: bytes,
+                     identities: Sequence[bundles.Identity], trust: TrustRoot,
+                     **records: Any) -> str:
+    """Who made a keyless legacy signature `raw` over `message` (Rejected says why not):
+    the leaf's key verifies it, a trusted Rekor SET vouches for an entry recording it
+    (`records`: what the entry must log, see transparency.check_records), the leaf chains
+    to a trusted Fulcio root at the entry's time, carries a trusted SCT, and is one of
+    `identities`. Simple-signing `.sig` and DSSE `.att` layers share it."""
+    if not identities:
+        raise Rejected("keyless signature (a Fulcio certificate), and the rule has no keyless "
+                       "identities")
+    leaf, chain = _load_certificates(annotations)
     try:
         key = keys.load(leaf.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
             "the signing certificate")
     except (keys.BadKey, UnsupportedAlgorithm) as exc:
         raise Rejected(str(exc)) from exc
-    if not keys.verifies(key, raw, signature.payload):
+    if not keys.verifies(key, raw, message):
         raise Rejected("the signature does not verify with the signing certificate's key")
-    bundle = signature.annotations.get(BUNDLE_ANNOTATION, "")
+    bundle = annotations.get(BUNDLE_ANNOTATION, "")
     if not bundle:
         raise Rejected(f"no Rekor SET ({BUNDLE_ANNOTATION} annotation): without the "
                        f"transparency log's time the short-lived certificate cannot be trusted")
     entry = verify_set(bundle, trust)
-    _check_entry(entry, signature.payload, raw, leaf)
-    verify_chain(leaf, chain, trust, entry.integrated)
+    assert entry.integrated is not None  # a SET always carries its time
+    try:
+        transparency.check_records(entry, signature=raw, key=key, cert=leaf, **records)
+    except transparency.Rejected as exc:
+        raise Rejected(str(exc)) from exc
+    path = verify_chain(leaf, chain, trust, entry.integrated)
+    if trust.ct_logs:
+        try:
+            sct.verify(leaf, path[1], trust.ct_logs)
+        except sct.Rejected as exc:
+            raise Rejected(str(exc)) from exc
     issuer, sans = bundles.certificate_identity(leaf)
     signer = f"{', '.join(sans) or 'no subject'} ({issuer or 'no issuer'})"
     if not any(wanted.matches(issuer, sans) for wanted in identities):
         raise Rejected(f"the certificate is for {signer}, not "
                        f"{' or '.join(map(str, identities))}")
-    why = cosign.check_payload(signature.payload, digest, annotations, identity)
-    return cosign.Result(not why, why, signer)
+    return signer
+
+
+# -- key-based signatures with a Rekor entry ----------------------------------------
+def check_logged(signature: cosign.Signature, key: keys.PublicKey, trust: TrustRoot,
+                 tlog: transparency.Mode) -> str:
+    """Why a key-based `.sig` signature fails the rule's `tlog` ("" when it passes)."""
+    try:
+        raw = base64.b64decode(signature.signature, validate=True)
+    except binascii.Error:
+        return f"{cosign.SIGNATURE_ANNOTATION} is not base64"
+    return check_logged_records(signature.annotations, raw, key, trust, tlog,
+                                artifact_sha256=hashlib.sha256(signature.payload).hexdigest())
+
+
+def check_logged_records(annotations: Mapping[str, str], raw: bytes, key: keys.PublicKey,
+                         trust: TrustRoot, tlog: transparency.Mode, **records: Any) -> str:
+    """Why a key-based legacy signature `raw` fails the rule's `tlog` ("" when it passes):
+    its `bundle` annotation (the Rekor SET) must verify and record this signature by this
+    key (`records`, see transparency.check_records) when present; `required` wants one."""
+    if tlog == "off":
+        return ""
+    annotation = annotations.get(BUNDLE_ANNOTATION, "")
+    if not annotation:
+        return ("no Rekor entry (dev.sigstore.cosign/bundle annotation), and the rule has "
+                "tlog: required (sign with cosign's transparency log, or set tlog: optional)"
+                if tlog == "required" else "")
+    try:
+        entry = verify_set(annotation, trust)
+        transparency.check_records(entry, signature=raw, key=key, **records)
+    except (Rejected, transparency.Rejected) as exc:
+        return f"transparency log: {exc}"
+    return ""

@@ -16,12 +16,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
 from webhook import images
 from webhook.signatures import (
+    attestations,
     bundles,
     cache,
     cosign,
@@ -30,6 +32,7 @@ from webhook.signatures import (
     metrics,
     registry,
     settings,
+    transparency,
 )
 
 PublicKey = keys.PublicKey
@@ -45,19 +48,23 @@ class Authorities:
     annotations: tuple[tuple[str, str], ...] = ()
     check_identity: bool = True
     fingerprint: str = field(default="", compare=False)
+    tlog: transparency.Mode = "optional"  # for key-based signatures; keyless always need it
+    requirements: tuple[attestations.Requirement, ...] = ()  # attestations the image needs
 
     @classmethod
     def build(cls, name: str, public_keys: Sequence[tuple[str, PublicKey]],
               identities: Sequence[bundles.Identity], annotations: dict[str, str],
-              check_identity: bool = True) -> Authorities:
+              check_identity: bool = True, tlog: transparency.Mode = "optional",
+              requirements: Sequence[attestations.Requirement] = ()) -> Authorities:
         digest = hashlib.sha256()
         for _, key in public_keys:
             digest.update(key.public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo))
         digest.update(repr((sorted(map(repr, identities)), sorted(annotations.items()),
-                            check_identity)).encode())
+                            check_identity, tlog,
+                            attestations.fingerprint(requirements))).encode())
         return cls(name, tuple(public_keys), tuple(identities), tuple(sorted(annotations.items())),
-                   check_identity, digest.hexdigest()[:16])
+                   check_identity, digest.hexdigest()[:16], tlog, tuple(requirements))
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,12 @@ class Verdict:
     reasons: tuple[str, ...] = ()
     error: str = ""
     source: str = "registry"  # registry | cache
+    unmet: tuple[str, ...] = ()  # signed, but these attestation requirements are not met
 
     def why(self) -> str:
         if self.error:
             return self.error
-        return "; ".join(self.reasons) or "no valid signature"
+        return "; ".join(self.unmet or self.reasons) or "no valid signature"
 
 
 class NotFound(registry.RegistryError):
@@ -175,7 +183,7 @@ class Verifier:
                 metrics.CACHE.labels(label, "hit").inc()
                 assert isinstance(hit, Verdict)
                 return self._count(Verdict(image, hit.digest, hit.verified, hit.signer,
-                                           hit.reasons, hit.error, "cache"))
+                                           hit.reasons, hit.error, "cache", hit.unmet))
         metrics.CACHE.labels("verified", "miss").inc()
 
         async def work() -> Verdict:
@@ -188,7 +196,7 @@ class Verifier:
         except registry.RegistryError as exc:
             return self._count(Verdict(image, digest, error=str(exc)))
         return self._count(Verdict(image, digest, verdict.verified, verdict.signer,
-                                   verdict.reasons, verdict.error))
+                                   verdict.reasons, verdict.error, unmet=verdict.unmet))
 
     @staticmethod
     def _count(verdict: Verdict) -> Verdict:
@@ -196,15 +204,17 @@ class Verifier:
         metrics.VERIFICATIONS.labels(result, verdict.source).inc()
         return verdict
 
-    async def _legacy(self, ref: images.Reference, deadline: float,
-                      ) -> list[cosign.Signature]:
+    async def _legacy(self, ref: images.Reference, deadline: float, suffix: str = ".sig",
+                      media_type: str = cosign.SIMPLESIGNING) -> list[cosign.Signature]:
+        """The layers of `media_type` at the tag `sha256-<hex><suffix>` (`.sig` signatures,
+        `.att` attestations), each with its annotations."""
         assert ref.digest is not None
-        tag = registry.signature_tag(ref.digest, ".sig")
+        tag = registry.signature_tag(ref.digest, suffix)
         manifest = await self.client.manifest(ref, tag, deadline)
         if manifest is None:
             return []
         layers = [(i, d) for i, d in enumerate(manifest.descriptors())
-                  if d.get("mediaType") == cosign.SIMPLESIGNING
+                  if d.get("mediaType") == media_type
                   and isinstance(d.get("digest"), str)]
         payloads = await asyncio.gather(*(self.client.blob(ref, d["digest"], deadline)
                                           for _, d in layers))
@@ -257,16 +267,102 @@ class Verifier:
         if authorities.keys or not failed:
             by_key = cosign.verify(signature, digest, authorities.keys, annotations, identity)
             if by_key.valid:
-                return by_key
+                why = await asyncio.to_thread(self._check_logged, signature, by_key.signer,
+                                              authorities)
+                if not why:
+                    return by_key
+                by_key = cosign.Result(False, why)
             failed.append(by_key)
         return cosign.Result(False, "; ".join(result.reason for result in failed))
+
+    def _check_logged(self, signature: cosign.Signature, signer: str,
+                      authorities: Authorities) -> str:
+        """The rule's `tlog` for a key-based legacy signature that verified with `signer`."""
+        if authorities.tlog == "off":
+            return ""
+        key = dict(authorities.keys)[signer]
+        try:
+            trust = fulcio.trust_root(self.config.trustedRoot)
+        except ValueError as exc:
+            return f"transparency log: trust root: {exc}"
+        return fulcio.check_logged(signature, key, trust, authorities.tlog)
 
     async def _verify(self, ref: images.Reference, authorities: Authorities,
                       deadline: float) -> Verdict:
         assert ref.digest is not None
-        legacy, attached = await asyncio.gather(self._legacy(ref, deadline),
-                                                self._bundles(ref, deadline),
-                                                return_exceptions=True)
+        fetches: list[Any] = [self._legacy(ref, deadline), self._bundles(ref, deadline)]
+        if authorities.requirements:
+            fetches.append(self._legacy(ref, deadline, ".att", attestations.ENVELOPE))
+        fetched: list[Any] = await asyncio.gather(*fetches, return_exceptions=True)
+        verdict = await self._verify_signed(ref, authorities, fetched[0], fetched[1])
+        if not verdict.verified or not authorities.requirements:
+            return verdict
+        unmet, errors = await self._unmet(ref, authorities, fetched[2], fetched[1])
+        if unmet and errors:  # the registry could not say: the rule's failure mode decides
+            return Verdict(verdict.image, verdict.digest, False, verdict.signer,
+                           error="; ".join(errors))
+        if unmet:
+            return Verdict(verdict.image, verdict.digest, False, verdict.signer, unmet=unmet)
+        return verdict
+
+    async def _unmet(self, ref: images.Reference, authorities: Authorities,
+                     layers: list[cosign.Signature] | BaseException,
+                     attached: list[tuple[str, bytes]] | BaseException,
+                     ) -> tuple[tuple[str, ...], list[str]]:
+        """The attestation requirements no verified attestation of the image meets, and
+        the registry errors that kept attestations from being read."""
+        assert ref.digest is not None
+        errors = []
+        if isinstance(layers, BaseException):
+            if not isinstance(layers, registry.RegistryError):
+                raise layers
+            errors.append(f"legacy attestations: {layers}")
+            layers = []
+        if isinstance(attached, BaseException):
+            errors.append(f"attestation bundles: {attached}")
+            attached = []
+        found, rejected = await asyncio.to_thread(self._verify_attestations, ref.digest, layers,
+                                                  attached, authorities)
+        now = datetime.now(UTC)
+        unmet = [why for requirement in authorities.requirements
+                 if (why := attestations.evaluate(requirement, found, now))]
+        if unmet and rejected:
+            unmet.append("attestations not counted: " + "; ".join(rejected))
+        return tuple(unmet), errors
+
+    def _verify_attestations(self, digest: str, layers: list[cosign.Signature],
+                             attached: list[tuple[str, bytes]], authorities: Authorities,
+                             ) -> tuple[list[attestations.Attestation], list[str]]:
+        try:
+            trust: fulcio.TrustRoot | None = fulcio.trust_root(self.config.trustedRoot)
+        except ValueError:
+            trust = None
+        found: list[attestations.Attestation] = []
+        rejected: list[str] = []
+        for layer in layers:
+            result = attestations.verify_envelope(
+                layer.payload, layer.annotations, digest, authorities.keys,
+                authorities.identities, trust, authorities.tlog, layer.where)
+            if isinstance(result, str):
+                rejected.append(f"{layer.where}: {result}")
+            else:
+                found.append(result)
+        for where, blob in attached:
+            if bundles.predicate_type(blob) == bundles.COSIGN_SIGN_PREDICATE:
+                continue  # a signature, not an attestation
+            content = bundles.verify_content(blob, digest, authorities.keys,
+                                             authorities.identities, self.config.trustedRoot,
+                                             authorities.tlog)
+            if not content.valid or not content.payload_type:
+                rejected.append(f"{where}: {content.reason or 'a message signature'}")
+                continue
+            found.append(attestations.from_payload(content.payload, content.signer, where))
+        return found, rejected
+
+    async def _verify_signed(self, ref: images.Reference, authorities: Authorities,
+                             legacy: Any, attached: Any) -> Verdict:
+        """At least one signature (a `.sig` layer or a bundle) valid for the authorities."""
+        assert ref.digest is not None
         reasons: list[str] = []
         errors: list[str] = []
         if isinstance(legacy, BaseException):
@@ -290,9 +386,15 @@ class Verifier:
                 reasons.append(f"{where}: the rule requires annotations, which only legacy "
                                f"signatures carry")
                 continue
+            claimed = bundles.predicate_type(blob)
+            if claimed is not None and claimed != bundles.COSIGN_SIGN_PREDICATE:
+                # an attestation: not verified here (the attestation rules do that)
+                reasons.append(f"{where}: predicateType {claimed!r} is an attestation, not a "
+                               f"signature ({bundles.COSIGN_SIGN_PREDICATE})")
+                continue
             result = await asyncio.to_thread(
                 bundles.verify, blob, ref.digest, authorities.keys, authorities.identities,
-                self.config.trustedRoot)
+                self.config.trustedRoot, tlog=authorities.tlog)
             if result.valid:
                 return Verdict(str(ref), ref.digest, True, result.signer)
             reasons.append(f"{where}: {result.reason}")
@@ -302,6 +404,29 @@ class Verifier:
             reasons.append(f"no signatures: neither a {registry.signature_tag(ref.digest)}"
                            f".sig tag nor sigstore bundle referrers")
         return Verdict(str(ref), ref.digest, reasons=tuple(reasons + errors))
+
+
+def explain(verdict: Verdict, subject: str, rule: str, failure: str,
+            ) -> tuple[str, str] | None:
+    """(what, fix) for the person at `kubectl apply` when `verdict` does not let `subject`
+    (an image, or a model URI) in under `rule`; None when it does."""
+    if verdict.verified:
+        return None
+    if verdict.error:
+        if failure == "allow":
+            return None
+        return (f"{subject} could not be verified for rule {rule!r}: {verdict.error}",
+                f"retry when the registry answers; rule {rule!r} has failure: deny")
+    if verdict.unmet:
+        return (f"{subject} ({verdict.digest}) is signed, but misses the attestations rule "
+                f"{rule!r} requires: {verdict.why()}",
+                f"attest {verdict.digest} (cosign attest --type <predicate type>) with a key or "
+                f"identity of rule {rule!r} and a predicate that meets the conditions, or "
+                f"deploy one that has it")
+    return (f"{subject} ({verdict.digest or 'unresolved'}) is not signed by an authority of "
+            f"rule {rule!r}: {verdict.why()}",
+            f"sign {verdict.digest or subject} with a key or identity of rule {rule!r} (cosign "
+            f"sign), or deploy a signed one")
 
 
 MARGIN = 0.2  # seconds kept between a policy's registry deadline and the engine's timeout

@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import factories  # noqa: E402
-from webhook import config, engine, plugins, workloads  # noqa: E402
+from webhook import config, engine, kind_table, plugins, workloads  # noqa: E402
 
 # Policies that talk to registries or need user-written rules are left out.
 SKIPPED = {"image-signatures", "pin-image-digests", "cel"}
@@ -123,7 +123,7 @@ def per_policy(eng: engine.Engine, obj: dict[str, Any], runs: int) -> dict[str, 
     for active in eng.active:
         samples = []
         for _ in range(runs):
-            view = workloads.view(copy.deepcopy(obj), context=workloads.Context(namespace="ml"))
+            view = kind_table.view(copy.deepcopy(obj), context=workloads.Context(namespace="ml"))
             method = active.policy.mutate if active.phase == "mutate" else active.policy.validate
             started = time.perf_counter()
             result = method(view, active.params)

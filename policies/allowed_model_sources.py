@@ -41,15 +41,14 @@ class ModelSourcesParams(policy.Params):
         "namespaces no glob matches are not restricted")
 
 
-class AllowedModelSources(policy.Policy):
+class AllowedModelSources(policy.ValidatingPolicy[ModelSourcesParams]):
     """Reject model storage URIs outside the namespace's allowed schemes and prefixes."""
 
     name = "allowed-model-sources"
-    phase = "validate"
-    Params = ModelSourcesParams
     blocking = False
 
-    def check_params(self, params: ModelSourcesParams) -> None:
+    def __init__(self, params: ModelSourcesParams, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for glob, sources in params.namespaces.items():
             for scheme in sources.schemes:
                 if not scheme or "://" in scheme or scheme != scheme.strip():
@@ -60,9 +59,9 @@ class AllowedModelSources(policy.Policy):
                     raise ValueError(f"namespaces[{glob!r}].prefixes: {prefix!r} must be a URI "
                                      f"prefix such as oci://registry.example.com/models/")
 
-    def validate(self, workload: workloads.Workload, params: ModelSourcesParams,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
-        sources = policy.for_namespace(params.namespaces, workload.namespace)
+        sources = policy.for_namespace(self.params.namespaces, workload.namespace)
         if sources is None:
             return
         shown = ", ".join([*(f"{s}://" for s in sources.schemes), *sources.prefixes]) or "none"

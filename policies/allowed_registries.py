@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from webhook import images, policy, workloads
+from webhook import images, policy, schema, workloads
 
 
 class Params(policy.Params):
@@ -30,7 +30,7 @@ class Params(policy.Params):
     namespaces: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Namespace glob -> more allowed entries there (first matching glob).")
-    containerKinds: list[str] = Field(
+    containerKinds: list[schema.ContainerType] = Field(
         default_factory=lambda: [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                                  workloads.EPHEMERAL],
         description="Container kinds checked (container, init, sidecar, ephemeral).")
@@ -42,27 +42,27 @@ def allows(entry: str, ref: images.Reference) -> bool:
     return fnmatch.fnmatchcase(ref.name, entry)
 
 
-class AllowedRegistries(policy.Policy):
+class AllowedRegistries(policy.ValidatingPolicy[Params]):
     """Reject images whose resolved registry/repository matches no allowed entry."""
 
     name = "allowed-registries"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for entry in [*params.registries, *(e for v in params.namespaces.values() for e in v)]:
             if not entry or entry != entry.strip() or "://" in entry:
                 raise ValueError(f"registries: {entry!r} must be a registry host or a "
                                  f"registry/repository glob, without scheme or spaces")
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
-        allowed = list(params.registries) + (
-            policy.for_namespace(params.namespaces, workload.namespace) or [])
+        allowed = list(self.params.registries) + (
+            policy.for_namespace(self.params.namespaces, workload.namespace) or [])
         shown = ", ".join(allowed) if allowed else "none configured"
         for pod, container in workload.containers():
-            if container.kind not in params.containerKinds or container.image is None:
+            checked = container.container_type in self.params.containerKinds
+            if not checked or container.image is None:
                 continue  # no image: KServe model specs get theirs from the ServingRuntime
             try:
                 ref = images.parse(container.image)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import cel as cel_lib
 from pydantic import Field
 
-from webhook import policy, workloads
+from webhook import policy, schema, workloads
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
 
@@ -50,7 +50,7 @@ class Rule(policy.Params):
     fix: str = Field("", description="How to fix it, appended to the message.")
     scope: Literal["object", "pod", "container"] = Field(
         "object", description="Evaluate once per object, per pod spec or per container.")
-    mode: Literal["enforce", "warn", "audit", "off"] | None = Field(
+    mode: schema.Mode | None = Field(
         None, description="Unset: the policy's mode; off disables the rule; warn or audit "
                           "make this rule milder than the policy.")
     failurePolicy: Literal["Fail", "Ignore"] = Field(
@@ -60,9 +60,6 @@ class Rule(policy.Params):
 
 class Params(policy.Params):
     rules: list[Rule] = Field(default_factory=list, description="The CEL rules, in order.")
-
-
-CelParams = Params  # the class body below rebinds `Params`
 
 
 def compile_expression(rule: Rule, index: int, field: str, source: str) -> Any:
@@ -86,24 +83,20 @@ def _describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-class Cel(policy.Policy):
+class Cel(policy.ValidatingPolicy[Params]):
     """User-defined validation rules in CEL, at object, pod-spec or container scope."""
 
     name = "cel"
-    phase = "validate"
-    Params = Params
 
-    def __init__(self) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
+        # Compiled once per configuration: rule name -> (expression, message expression).
         self._programs: dict[str, tuple[Any, Any | None]] = {}
-
-    def check_params(self, params: CelParams) -> None:
-        seen: set[str] = set()
         for index, rule in enumerate(params.rules):
             if not rule.name.strip():
                 raise ValueError(f"rules[{index}]: name must not be empty")
-            if rule.name in seen:
+            if rule.name in self._programs:
                 raise ValueError(f"rules[{index}]: two rules are named {rule.name!r}")
-            seen.add(rule.name)
             self._programs[rule.name] = self._compile(rule, index)
 
     def _compile(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
@@ -112,19 +105,13 @@ class Cel(policy.Policy):
                    if rule.messageExpression else None)
         return program, message
 
-    def _program(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
-        if rule.name not in self._programs:
-            self._programs[rule.name] = self._compile(rule, index)
-        return self._programs[rule.name]
-
-    def validate(self, workload: workloads.Workload,
-                 params: CelParams) -> Iterator[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> Iterator[policy.Violation]:
         base = {"object": workload.obj, "oldObject": workload.context.old_object,
                 "request": workload.context.request or {}}
-        for index, rule in enumerate(params.rules):
+        for rule in self.params.rules:
             if rule.mode == "off":
                 continue
-            program, message = self._program(rule, index)
+            program, message = self._programs[rule.name]
             if rule.scope == "object":
                 yield from self._run(rule, program, message, dict(base), None, None)
                 continue
@@ -137,7 +124,7 @@ class Cel(policy.Policy):
                     continue
                 for container in pod.containers:
                     variables = dict(pod_vars, container=container.data,
-                                     containerType=container.kind)
+                                     containerType=container.container_type)
                     yield from self._run(rule, program, message, variables, pod, container)
 
     def _run(self, rule: Rule, program: Any, message: Any | None, variables: dict[str, Any],
@@ -169,7 +156,9 @@ class Cel(policy.Policy):
     @staticmethod
     def _violation(what: str, fix: str, pod: workloads.PodSpecView | None,
                    container: workloads.ContainerView | None,
-                   mode: str | None) -> policy.Violation:
+                   mode: schema.Mode | None) -> policy.Violation:
+        if mode == "off":  # never reached: rules that are off do not run
+            mode = None
         if pod is not None and container is not None:
             return policy.Violation.at_container(pod, container, what, fix, mode=mode)
         if pod is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from webhook import policy, workloads
+from webhook import kind_table, policy, workloads
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Kinds whose object Kueue reads the queue label from (Pods, and pod groups via the pod
@@ -46,7 +46,7 @@ class Params(policy.Params):
     queueNames: dict[str, str] = Field(
         default_factory=dict,
         description="Namespace glob -> default Kueue LocalQueue (first matching glob).")
-    queueKinds: list[str] = Field(
+    queueKinds: list[kind_table.KindName] = Field(
         default_factory=lambda: list(KUEUE_KINDS),
         description="Kinds (Kind or group/Kind) that get the default queue label.")
 
@@ -61,15 +61,14 @@ def _labels_of(holder: dict[str, Any]) -> dict[str, Any]:
     return labels
 
 
-class DefaultLabels(policy.Policy):
+class DefaultLabels(policy.MutatingPolicy[Params]):
     """Copy team/cost labels onto pod templates; default the Kueue queue per namespace."""
 
     name = "default-labels"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for key in params.copyLabels:
             if not LABEL_KEY.match(key):
                 raise ValueError(f"copyLabels: {key!r} is not a valid label key")
@@ -83,11 +82,11 @@ class DefaultLabels(policy.Policy):
             if not queue or not LABEL_VALUE.match(queue):
                 raise ValueError(f"queueNames.{pattern}: {queue!r} is not a valid queue name")
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         namespace = workload.namespace
-        wanted = dict(policy.for_namespace(params.namespaceLabels, namespace) or {})
+        wanted = dict(policy.for_namespace(self.params.namespaceLabels, namespace) or {})
         own = workload.labels
-        for key in params.copyLabels:
+        for key in self.params.copyLabels:
             value = own.get(key)
             if isinstance(value, str):
                 wanted[key] = value
@@ -96,14 +95,15 @@ class DefaultLabels(policy.Policy):
             for key, value in wanted.items():
                 if key not in present:
                     pod.set_label(key, value)
-        self._queue(workload, params, namespace)
+        self._queue(workload, namespace)
 
-    def _queue(self, workload: workloads.Workload, params: Params, namespace: str) -> None:
+    def _queue(self, workload: workloads.Workload, namespace: str) -> None:
         kind = workload.kind
+        queue_kinds = self.params.queueKinds
         if workload.context.operation != "CREATE" or not (
-                kind in params.queueKinds or f"{workload.group}/{kind}" in params.queueKinds):
+                kind in queue_kinds or f"{workload.group}/{kind}" in queue_kinds):
             return
-        queue = policy.for_namespace(params.queueNames, namespace)
+        queue = policy.for_namespace(self.params.queueNames, namespace)
         if queue is None:
             return
         holder: dict[str, Any] = workload.obj

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from webhook import accelerators, policy, quantity, workloads
+from webhook import accelerators, policy, quantity, schema, workloads
 
 
 class Defaults(policy.Params):
-    requests: dict[str, str] = Field(default_factory=dict,
-                                     description="Default requests, e.g. {cpu: 100m}.")
-    limits: dict[str, str] = Field(default_factory=dict,
-                                   description="Default limits, e.g. {memory: 4Gi}.")
+    requests: dict[str, schema.Quantity] = Field(
+        default_factory=dict, description="Default requests, e.g. {cpu: 100m}.")
+    limits: dict[str, schema.Quantity] = Field(
+        default_factory=dict, description="Default limits, e.g. {memory: 4Gi}.")
 
 
 class Params(policy.Params):
@@ -30,7 +30,7 @@ class Params(policy.Params):
     accelerators: list[str] = Field(
         default_factory=lambda: list(accelerators.DEFAULT_ACCELERATORS),
         description="Accelerator resources (globs); their request and limit are made equal.")
-    containerKinds: list[str] = Field(
+    containerKinds: list[schema.ContainerType] = Field(
         default_factory=lambda: [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR],
         description="Container kinds that get defaults (ephemeral containers cannot).")
 
@@ -40,36 +40,31 @@ def _bigger(a: str, b: str) -> str:
     return a if qa is not None and qb is not None and qa > qb else b
 
 
-class DefaultResources(policy.Policy):
+class DefaultResources(policy.MutatingPolicy[Params]):
     """Default container requests/limits, separately for accelerator and other pods."""
 
     name = "default-resources"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for label, defaults in (("default", params.default), ("accelerator", params.accelerator)):
             if defaults is None:
                 continue
-            for section, values in (("requests", defaults.requests), ("limits", defaults.limits)):
-                for resource, value in values.items():
-                    if quantity.parse(value) is None:
-                        raise ValueError(f"{label}.{section}.{resource}: {value!r} is not a "
-                                         f"Kubernetes quantity (e.g. 100m, 1.5, 256Mi)")
             for resource, request in defaults.requests.items():
                 limit = defaults.limits.get(resource)
                 if limit is not None and _bigger(request, limit) == request and request != limit:
                     raise ValueError(f"{label}: request {request} of {resource} is above the "
                                      f"limit {limit}")
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
+        params = self.params
         for pod in workload.pods:
             gpu = bool(accelerators.pod_accelerators(pod, params.accelerators))
             defaults = params.accelerator if gpu and params.accelerator else params.default
             resources = sorted(set(defaults.requests) | set(defaults.limits))
             for container in pod.containers:
-                if container.kind in params.containerKinds:
+                if container.container_type in params.containerKinds:
                     self._fill(container, defaults, resources, params.accelerators if gpu else [])
 
     def _fill(self, container: workloads.ContainerView, defaults: Defaults,

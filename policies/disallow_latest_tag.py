@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from webhook import images, policy, workloads
+from webhook import images, policy, schema, workloads
 
 
 class Params(policy.Params):
@@ -24,24 +24,23 @@ class Params(policy.Params):
     requireTag: bool = Field(
         True, description="Refuse images with neither tag nor digest (the runtime pulls "
                           ":latest).")
-    containerKinds: list[str] = Field(
+    containerKinds: list[schema.ContainerType] = Field(
         default_factory=lambda: [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
                                  workloads.EPHEMERAL],
         description="Container kinds checked (container, init, sidecar, ephemeral).")
 
 
-class DisallowLatestTag(policy.Policy):
+class DisallowLatestTag(policy.ValidatingPolicy[Params]):
     """Reject untagged images and images tagged `latest` that have no digest."""
 
     name = "disallow-latest-tag"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
         for pod, container in workload.containers():
-            if container.kind not in params.containerKinds or container.image is None:
+            checked = container.container_type in self.params.containerKinds
+            if not checked or container.image is None:
                 continue
             image = container.image
             try:
@@ -56,11 +55,11 @@ class DisallowLatestTag(policy.Policy):
             fix = (f"pin a version ({ref.name}:<version>) or a digest "
                    f"({ref.name}@sha256:<digest>)")
             if ref.tag is None:
-                if params.requireTag:
+                if self.params.requireTag:
                     yield policy.Violation.at_container(
                         pod, container, f"image {image!r} has no tag, so the runtime pulls "
                                         f":latest", fix, "image")
-            elif any(fnmatch.fnmatchcase(ref.tag, pattern) for pattern in params.disallowedTags):
+            elif any(fnmatch.fnmatchcase(ref.tag, p) for p in self.params.disallowedTags):
                 yield policy.Violation.at_container(
                     pod, container, f"image {image!r} uses the tag {ref.tag!r}, which moves",
                     fix, "image")

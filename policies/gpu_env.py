@@ -40,15 +40,14 @@ class Params(policy.Params):
                     "dev-*: {GPU_MEMORY_FRACTION: '0.5'}.")
 
 
-class GpuEnv(policy.Policy):
+class GpuEnv(policy.MutatingPolicy[Params]):
     """Append configured variables to accelerator containers that do not define them."""
 
     name = "gpu-env"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         sources = {"env": params.env}
         sources.update({f"byResource.{k}": v for k, v in params.byResource.items()})
         sources.update({f"namespaces.{k}": v for k, v in params.namespaces.items()})
@@ -59,22 +58,21 @@ class GpuEnv(policy.Policy):
                                      f"name (letters, digits, '_', '-', '.'; not starting "
                                      f"with a digit)")
 
-    def variables(self, workload: workloads.Workload, resources: list[str],
-                  params: Params) -> dict[str, str]:
+    def variables(self, workload: workloads.Workload, resources: list[str]) -> dict[str, str]:
         """What one container using `resources` should have, in a stable order."""
-        wanted = dict(params.env)
-        for pattern, variables in params.byResource.items():
+        wanted = dict(self.params.env)
+        for pattern, variables in self.params.byResource.items():
             if any(fnmatch.fnmatchcase(r, pattern) for r in resources):
                 wanted.update(variables)
-        wanted.update(policy.for_namespace(params.namespaces, workload.namespace) or {})
+        wanted.update(policy.for_namespace(self.params.namespaces, workload.namespace) or {})
         return wanted
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for _, container in workload.containers():
-            found = accelerators.container_accelerators(container, params.accelerators)
+            found = accelerators.container_accelerators(container, self.params.accelerators)
             if not found:
                 continue
-            wanted = self.variables(workload, found, params)
+            wanted = self.variables(workload, found)
             if not wanted:
                 continue
             env = container.data.get("env")

@@ -62,28 +62,27 @@ def effective(params: Params, namespace: str) -> Limits:
     return merged
 
 
-class GpuLimits(policy.Policy):
+class GpuLimits(policy.ValidatingPolicy[Params]):
     """Reject accelerator asks above the caps, of disallowed names, fractional or conflicting."""
 
     name = "gpu-limits"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for index, group in enumerate(params.conflicts):
             if len(group) < 2:
                 raise ValueError(f"conflicts[{index}]: a conflict needs two or more resource "
                                  f"names, got {group}")
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
         namespace = workload.namespace
-        limits = effective(params, namespace)
+        limits = effective(self.params, namespace)
         total = 0
         roles: list[str] = []
         for pod in workload.pods:
-            count = yield from self._pod(pod, params, limits, namespace)
+            count = yield from self._pod(pod, limits, namespace)
             if count:
                 total += count * pod.replicas
                 roles.append(f"{pod.role}: {count} x {pod.replicas} pod"
@@ -96,14 +95,14 @@ class GpuLimits(policy.Policy):
                 fix="lower the replicas or the accelerators per pod, or ask the platform team "
                     "for a higher gpu-limits maxPerWorkload", path="/spec")
 
-    def _pod(self, pod: workloads.PodSpecView, params: Params, limits: Limits,
+    def _pod(self, pod: workloads.PodSpecView, limits: Limits,
              namespace: str) -> Generator[policy.Violation, None, int]:
         regular, init = 0, 0
         for container in pod.containers:
-            count = yield from self._container(pod, container, params, limits, namespace)
-            if container.kind in (workloads.CONTAINER, workloads.SIDECAR):
+            count = yield from self._container(pod, container, limits, namespace)
+            if container.container_type in (workloads.CONTAINER, workloads.SIDECAR):
                 regular += count
-            elif container.kind == workloads.INIT:
+            elif container.container_type == workloads.INIT:
                 init = max(init, count)
         pod_count = max(regular, init)
         if limits.maxPerPod is not None and pod_count > limits.maxPerPod:
@@ -114,7 +113,7 @@ class GpuLimits(policy.Policy):
         names = set()
         for container in pod.containers:
             names |= container.resource_names()
-        for group in params.conflicts:
+        for group in self.params.conflicts:
             hit = sorted({n for n in names for p in group if fnmatch.fnmatchcase(n, p)})
             patterns_hit = [p for p in group if any(fnmatch.fnmatchcase(n, p) for n in hit)]
             if len(patterns_hit) > 1:
@@ -125,10 +124,9 @@ class GpuLimits(policy.Policy):
         return pod_count
 
     def _container(self, pod: workloads.PodSpecView, container: workloads.ContainerView,
-                   params: Params, limits: Limits,
-                   namespace: str) -> Generator[policy.Violation, None, int]:
+                   limits: Limits, namespace: str) -> Generator[policy.Violation, None, int]:
         count = 0
-        found = accelerators.container_accelerators(container, params.accelerators)
+        found = accelerators.container_accelerators(container, self.params.accelerators)
         for resource in found:
             if limits.allowed is not None and not accelerators.is_accelerator(
                     resource, limits.allowed):

@@ -84,28 +84,27 @@ def require_node_label(spec: dict[str, Any], key: str, values: list[str]) -> Non
         expressions.append(dict(expression, values=list(values)))
 
 
-class GpuNodePlacement(policy.Policy):
+class GpuNodePlacement(policy.MutatingPolicy[Params]):
     """Add nodeSelector entries and required node affinity to accelerator pods."""
 
     name = "gpu-node-placement"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         for pattern, selector in params.nodeSelectors.items():
             for key, value in selector.items():
                 if not key or not isinstance(value, str):
                     raise ValueError(f"nodeSelectors.{pattern}: {key!r}: {value!r} must be a "
                                      f"label key with a string value (quote 'true')")
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for pod in workload.pods:
-            found = accelerators.pod_accelerators(pod, params.accelerators)
+            found = accelerators.pod_accelerators(pod, self.params.accelerators)
             if not found:
                 continue
-            self._select(pod, found, params)
-            for rule in params.products:
+            self._select(pod, found)
+            for rule in self.params.products:
                 wanted = pod.annotations.get(rule.annotation, workload.annotations.get(
                     rule.annotation))
                 if not isinstance(wanted, str) or not wanted.strip():
@@ -118,8 +117,8 @@ class GpuNodePlacement(policy.Policy):
                 if values:
                     require_node_label(pod.spec, rule.nodeLabel, values)
 
-    def _select(self, pod: workloads.PodSpecView, found: list[str], params: Params) -> None:
-        for pattern, selector in params.nodeSelectors.items():
+    def _select(self, pod: workloads.PodSpecView, found: list[str]) -> None:
+        for pattern, selector in self.params.nodeSelectors.items():
             if not any(fnmatch.fnmatchcase(resource, pattern) for resource in found):
                 continue
             node_selector = _dict_at(pod.spec, "nodeSelector")

@@ -11,35 +11,34 @@ from typing import Any
 
 from pydantic import Field
 
-from webhook import accelerators, policy, workloads
+from webhook import accelerators, policy, schema, workloads
 
 
 class Params(policy.Params):
     resources: list[str] = Field(
         default_factory=lambda: list(accelerators.DEFAULT_ACCELERATORS),
         description="Accelerator resource names (globs) whose taint is tolerated.")
-    effect: str = Field("NoSchedule", description="Effect of the added tolerations.")
+    effect: schema.TaintEffect = Field(
+        "NoSchedule", description="Effect of the added tolerations.")
     extraTolerations: list[dict[str, Any]] = Field(
         default_factory=list,
         description="More tolerations added to every accelerator pod (e.g. a GPU pool taint).")
 
 
-class GpuTolerations(policy.Policy):
+class GpuTolerations(policy.MutatingPolicy[Params]):
     """Add `{key: <resource>, operator: Exists}` tolerations to accelerator pods."""
 
     name = "gpu-tolerations"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for pod in workload.pods:
-            found = accelerators.pod_accelerators(pod, params.resources)
+            found = accelerators.pod_accelerators(pod, self.params.resources)
             if not found:
                 continue
             for resource in found:
-                pod.tolerate(key=resource, operator="Exists", effect=params.effect)
+                pod.tolerate(key=resource, operator="Exists", effect=self.params.effect)
             tolerations = pod.list_field("tolerations")
-            for extra in params.extraTolerations:
+            for extra in self.params.extraTolerations:
                 if extra not in tolerations:
                     tolerations.append(dict(extra))

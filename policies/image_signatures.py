@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from webhook import images, models, policy, workloads
+from webhook import images, models, policy, schema, workloads
 from webhook.signatures import attestations, bundles, keys, verifier
 
 ALL_CONTAINER_KINDS = [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR,
@@ -129,7 +129,8 @@ class Params(policy.Params):
     rules: list[Rule] = Field(default_factory=list)
     unmatched: Literal["allow", "warn", "deny"] = Field(
         "allow", description="images no rule matches: allow, warn (admission warning) or deny")
-    containerKinds: list[str] = Field(default_factory=lambda: list(ALL_CONTAINER_KINDS))
+    containerKinds: list[schema.ContainerType] = Field(
+        default_factory=lambda: list(ALL_CONTAINER_KINDS))
 
 
 def _load_key(key: Key, rule: str, index: int) -> tuple[str, keys.PublicKey]:
@@ -155,22 +156,14 @@ def matches(patterns: list[str], image: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
 
 
-class ImageSignatures(policy.Policy):
+class ImageSignatures(policy.ValidatingPolicy[Params]):
     """Images matched by a rule must be signed by one of the rule's authorities."""
 
     name = "image-signatures"
-    phase = "validate"
-    Params = Params
 
-    def __init__(self) -> None:
-        self.verifier: verifier.Verifier | None = None
-        self.budget = 1.5
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         self._authorities: dict[str, verifier.Authorities] = {}
-
-    def setup(self, settings_: Any) -> None:
-        self.verifier, self.budget = verifier.for_policy(self.name, settings_)
-
-    def check_params(self, params: Params) -> None:
         for rule in params.rules:
             loaded = [_load_key(key, rule.name, i) for i, key in enumerate(rule.keys)]
             identities = [bundles.Identity(k.issuer, k.subject, k.issuerRegExp, k.subjectRegExp)
@@ -181,28 +174,19 @@ class ImageSignatures(policy.Policy):
             self._authorities[rule.name] = verifier.Authorities.build(
                 rule.name, loaded, identities, rule.annotations, rule.checkIdentity, rule.tlog,
                 requirements)
+        self.verifier = verifier.Verifier(self.env.registries)
+        self.budget = self.env.registry_budget
 
-    def close(self) -> None:
-        if self.verifier is not None:
-            self.verifier.close()
+    async def aclose(self) -> None:
+        await self.verifier.aclose()
 
-    def _authorities_of(self, rule: Rule) -> verifier.Authorities:
-        found = self._authorities.get(rule.name)
-        if found is None:  # params given without the engine (direct use)
-            self.check_params(Params(rules=[rule]))
-            found = self._authorities[rule.name]
-        return found
-
-    async def validate(self, workload: workloads.Workload, params: Params,
-                       ) -> AsyncIterator[policy.Violation]:
-        if self.verifier is None:
-            self.setup(None)
-        assert self.verifier is not None
+    async def validate(self, workload: workloads.Workload) -> AsyncIterator[policy.Violation]:
+        params = self.params
         deadline = time.monotonic() + self.budget
         checks: dict[tuple[str, str], Any] = {}
         found: list[tuple[workloads.PodSpecView, workloads.ContainerView, str, Rule | None]] = []
         for pod, container in workload.containers():
-            if container.kind not in params.containerKinds:
+            if container.container_type not in params.containerKinds:
                 continue
             image = container.image
             if image is None:
@@ -211,7 +195,7 @@ class ImageSignatures(policy.Policy):
             found.append((pod, container, image, rule))
             if rule is not None and (image, rule.name) not in checks:
                 checks[(image, rule.name)] = self.verifier.check(
-                    image, self._authorities_of(rule), deadline)
+                    image, self._authorities[rule.name], deadline)
         sources = []  # oci:// models (KServe modelcars) are verified like images
         for source in models.sources(workload):
             image = source.image
@@ -221,7 +205,7 @@ class ImageSignatures(policy.Policy):
             sources.append((source, image, rule))
             if rule is not None and (image, rule.name) not in checks:
                 checks[(image, rule.name)] = self.verifier.check(
-                    image, self._authorities_of(rule), deadline)
+                    image, self._authorities[rule.name], deadline)
         verdicts = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
         for source, image, rule in sources:
             if rule is None:

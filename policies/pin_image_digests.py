@@ -12,63 +12,56 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from typing import Any
 
 from pydantic import Field
 
-from webhook import errors, images, models, policy, workloads
+from webhook import errors, images, kind_table, models, policy, schema, workloads
 from webhook.signatures import verifier
 
-DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in workloads.KINDS
+DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in kind_table.KINDS
                                   if not spec.template_mutable} - {"Pod"})
 
 
 class Params(policy.Params):
-    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS),
+    kinds: list[kind_table.KindName] = Field(default_factory=lambda: list(DEFAULT_KINDS),
                              description="kinds whose images are pinned (Kind or group/Kind)")
     images: list[str] = Field(default_factory=lambda: ["*"],
                               description="globs of images to pin")
-    containerKinds: list[str] = Field(default_factory=lambda: [
+    containerKinds: list[schema.ContainerType] = Field(default_factory=lambda: [
         workloads.CONTAINER, workloads.INIT, workloads.SIDECAR, workloads.EPHEMERAL])
 
 
-class PinImageDigests(policy.Policy):
+class PinImageDigests(policy.MutatingPolicy[Params]):
     """Append the current digest to every tagged image of the configured kinds."""
 
     name = "pin-image-digests"
-    phase = "mutate"
-    Params = Params
 
-    def __init__(self) -> None:
-        self.verifier: verifier.Verifier | None = None
-        self.budget = 1.5
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
+        self.verifier = verifier.Verifier(self.env.registries)
+        self.budget = self.env.registry_budget
 
-    def setup(self, settings_: Any) -> None:
-        self.verifier, self.budget = verifier.for_policy(self.name, settings_)
+    async def aclose(self) -> None:
+        await self.verifier.aclose()
 
-    def close(self) -> None:
-        if self.verifier is not None:
-            self.verifier.close()
-
-    async def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    async def mutate(self, workload: workloads.Workload) -> None:
+        params = self.params
         if workload.kind not in params.kinds and \
                 f"{workload.group}/{workload.kind}" not in params.kinds:
             return
-        if self.verifier is None:
-            self.setup(None)
-        assert self.verifier is not None
         deadline = time.monotonic() + self.budget
         targets: list[tuple[workloads.ContainerView | models.Source, images.Reference]] = []
         for _, container in workload.containers():
             image = container.image
-            if container.kind not in params.containerKinds or image is None or "@" in image:
+            checked = container.container_type in params.containerKinds
+            if not checked or image is None or "@" in image:
                 continue
             if not any(fnmatch.fnmatchcase(image, p) for p in params.images):
                 continue
             try:
                 targets.append((container, images.parse(image)))
             except images.InvalidReference as exc:
-                raise errors.PolicyError(self.name, f"container {container.name!r}: {exc}"
+                raise errors.PolicyError(self.env.name, f"container {container.name!r}: {exc}"
                                          ) from exc
         for source in models.sources(workload):  # oci:// models (KServe modelcars)
             image = source.image
@@ -78,8 +71,8 @@ class PinImageDigests(policy.Policy):
             try:
                 targets.append((source, images.parse(image)))
             except images.InvalidReference as exc:
-                raise errors.PolicyError(self.name, f"model {source.uri!r} at {source.pointer}: "
-                                                    f"{exc}") from exc
+                raise errors.PolicyError(
+                    self.env.name, f"model {source.uri!r} at {source.pointer}: {exc}") from exc
         unique = {str(ref): ref for _, ref in targets}
         results = await asyncio.gather(*(self.verifier.resolve(ref, deadline)
                                          for ref in unique.values()), return_exceptions=True)
@@ -87,7 +80,7 @@ class PinImageDigests(policy.Policy):
         failed = [f"{image}: {result}" for image, result in digests.items()
                   if isinstance(result, BaseException)]
         if failed:
-            raise errors.PolicyError(self.name, "cannot resolve " + "; ".join(failed))
+            raise errors.PolicyError(self.env.name, "cannot resolve " + "; ".join(failed))
         for target, ref in targets:
             if isinstance(target, models.Source):
                 target.pin(f"{target.image}@{digests[str(ref)]}")

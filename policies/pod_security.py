@@ -495,30 +495,25 @@ def level_for(params: Params, namespace: str) -> Level:
     return params.level
 
 
-PodSecurityParams = Params  # the class body below rebinds `Params`
-
-
-class PodSecurity(policy.Policy):
+class PodSecurity(policy.ValidatingPolicy[Params]):
     """Pod Security Standards (baseline or restricted per namespace) on every pod template."""
 
     name = "pod-security"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: PodSecurityParams) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         unknown = [c for c in params.disabledControls if c not in CHECKS]
         if unknown:
             raise ValueError(f"disabledControls: unknown control {unknown[0]!r}; "
                              f"known: {', '.join(CONTROLS)}")
-        parse_port_ranges(params.allowedHostPorts)
+        self.host_ports = parse_port_ranges(params.allowedHostPorts)
 
-    def validate(self, workload: workloads.Workload, params: PodSecurityParams) -> Violations:
+    def validate(self, workload: workloads.Workload) -> Violations:
         # The request's namespace is authoritative; metadata may omit it on CREATE.
-        level = level_for(params, workload.context.namespace or workload.namespace)
-        ports = parse_port_ranges(params.allowedHostPorts)
+        level = level_for(self.params, workload.context.namespace or workload.namespace)
         for pod in workload.pods:
-            check = Check(pod, level, params, ports)
+            check = Check(pod, level, self.params, self.host_ports)
             for control, run in CHECKS.items():
-                if control not in params.disabledControls:
+                if control not in self.params.disabledControls:
                     yield from run(check)

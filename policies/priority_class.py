@@ -36,15 +36,14 @@ class Params(policy.Params):
         description="Pod template label keys that mark a notebook.")
 
 
-class PriorityClass(policy.Policy):
+class PriorityClass(policy.MutatingPolicy[Params]):
     """Set `priorityClassName` by workload class on pod specs that have none."""
 
     name = "priority-class"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         tables = {"classes": params.classes}
         tables.update({f"namespaces.{k}": v for k, v in params.namespaces.items()})
         for where, table in tables.items():
@@ -53,21 +52,23 @@ class PriorityClass(policy.Policy):
                     raise ValueError(f"{where}.{cls}: {name!r} is not a PriorityClass name "
                                      f"(lower-case DNS subdomain)")
 
-    def table(self, namespace: str, params: Params) -> dict[str, str]:
-        table: dict[str, str] = dict(params.classes)
-        table.update(policy.for_namespace(params.namespaces, namespace) or {})
+    def table(self, namespace: str) -> dict[str, str]:
+        table = {str(cls): name for cls, name in self.params.classes.items()}
+        override = policy.for_namespace(self.params.namespaces, namespace) or {}
+        table.update({str(cls): name for cls, name in override.items()})
         return table
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
-        table = self.table(workload.namespace, params)
+    def mutate(self, workload: workloads.Workload) -> None:
+        table = self.table(workload.namespace)
         if not table:
             return
-        kind_class = workload.spec.workload_class if workload.spec is not None else "other"
+        entry = workload.kind_spec
+        kind_class = entry.workload_class if entry is not None else "other"
         for pod in workload.pods:
             if pod.spec.get("priorityClassName") or pod.spec.get("priority") is not None:
                 continue
             labels = pod.labels
-            notebook = any(key in labels for key in params.notebookLabels)
+            notebook = any(key in labels for key in self.params.notebookLabels)
             name = table.get("notebook") if notebook else None
             name = name or table.get(kind_class)
             if name:

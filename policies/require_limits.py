@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from webhook import accelerators, policy, quantity, workloads
+from webhook import accelerators, policy, quantity, schema, workloads
 
 EXAMPLES = {"cpu": "500m", "memory": "1Gi"}
 
@@ -19,7 +19,7 @@ EXAMPLES = {"cpu": "500m", "memory": "1Gi"}
 class Params(policy.Params):
     resources: list[str] = Field(default_factory=lambda: ["cpu", "memory"],
                                  description="Resources every container must limit.")
-    containerKinds: list[str] = Field(
+    containerKinds: list[schema.ContainerType] = Field(
         default_factory=lambda: [workloads.CONTAINER, workloads.INIT, workloads.SIDECAR],
         description="Container kinds checked (container, init, sidecar, ephemeral).")
     accelerators: list[str] = Field(
@@ -27,27 +27,27 @@ class Params(policy.Params):
         description="Accelerator resources (globs) whose request must equal the limit.")
 
 
-class RequireLimits(policy.Policy):
+class RequireLimits(policy.ValidatingPolicy[Params]):
     """Reject containers without limits, and accelerator requests that differ from limits."""
 
     name = "require-limits"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Params) -> Iterator[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> Iterator[policy.Violation]:
         for pod, container in workload.containers():
-            if container.kind not in params.containerKinds:
+            if container.container_type not in self.params.containerKinds:
                 continue
             limits, requests = container.limits, container.requests
-            for resource in params.resources:
+            for resource in self.params.resources:
                 if resource not in limits:
                     example = EXAMPLES.get(resource, "<amount>")
                     yield policy.Violation.at_container(
                         pod, container, f"no {resource} limit",
                         f"set resources.limits.{resource}, e.g. {resource}: {example}",
                         "resources", "limits", resource)
-            for resource in accelerators.container_accelerators(container, params.accelerators):
+            accelerator_resources = accelerators.container_accelerators(
+                container, self.params.accelerators)
+            for resource in accelerator_resources:
                 request, limit = requests.get(resource), limits.get(resource)
                 for section, value in (("limits", limit), ("requests", request)):
                     if value is not None and not quantity.is_whole(value):

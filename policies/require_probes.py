@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from webhook import policy, workloads
+from webhook import kind_table, policy, workloads
 
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 ProbeName = Literal["readinessProbe", "livenessProbe", "startupProbe"]
@@ -31,7 +31,7 @@ SERVING_KINDS = ["Deployment", "StatefulSet", "InferenceService", "LeaderWorkerS
 
 
 class Params(policy.Params):
-    kinds: list[str] = Field(
+    kinds: list[kind_table.KindName] = Field(
         default_factory=lambda: list(SERVING_KINDS),
         description="Kinds (Kind or group/Kind) whose containers need probes.")
     probes: list[ProbeName] = Field(
@@ -47,38 +47,38 @@ class Params(policy.Params):
         description="Container names (globs) that need no probe, e.g. istio-proxy.")
 
 
-class RequireProbes(policy.Policy):
+class RequireProbes(policy.ValidatingPolicy[Params]):
     """Reject serving containers without the required probes."""
 
     name = "require-probes"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
-        if not (workload.kind in params.kinds
-                or f"{workload.group}/{workload.kind}" in params.kinds):
+        if not (workload.kind in self.params.kinds
+                or f"{workload.group}/{workload.kind}" in self.params.kinds):
             return
         leaders = workload.kind == "LeaderWorkerSet" and any(
             p.role == "leader" for p in workload.pods)
         for pod, container in workload.containers():
-            if container.kind != workloads.CONTAINER or (leaders and pod.role == "worker"):
+            regular = container.container_type == workloads.CONTAINER
+            if not regular or (leaders and pod.role == "worker"):
                 continue
             if pod.labels_inline and not container.pointer.startswith(pod.pointer + "/containers/"):
                 continue  # a KServe framework spec: the ServingRuntime supplies the probes
-            if any(fnmatch.fnmatchcase(container.name, p) for p in params.exemptContainers):
+            if any(fnmatch.fnmatchcase(container.name, p) for p in self.params.exemptContainers):
                 continue
-            if params.servingContainers == "auto" and not container.data.get("ports") and any(
-                    c.data.get("ports") for c in pod.containers if c.kind == workloads.CONTAINER):
+            if self.params.servingContainers == "auto" and not container.data.get("ports") and any(
+                    c.data.get("ports") for c in pod.containers
+                    if c.container_type == workloads.CONTAINER):
                 continue  # another container of the pod is the one that serves
-            present = [p for p in params.probes if isinstance(container.data.get(p), dict)]
-            missing = [p for p in params.probes if p not in present]
-            if params.require == "any" and present or not missing:
+            present = [p for p in self.params.probes if isinstance(container.data.get(p), dict)]
+            missing = [p for p in self.params.probes if p not in present]
+            if self.params.require == "any" and present or not missing:
                 continue
-            if params.require == "any":
-                what = f"no {' / '.join(params.probes)} on a serving container"
-                fix = f"add one of {', '.join(params.probes)}, e.g. readinessProbe: " \
+            if self.params.require == "any":
+                what = f"no {' / '.join(self.params.probes)} on a serving container"
+                fix = f"add one of {', '.join(self.params.probes)}, e.g. readinessProbe: " \
                       f"{{httpGet: {{path: /health, port: 8080}}}}"
                 tokens: tuple[str, ...] = ()
             else:

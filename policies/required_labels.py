@@ -46,15 +46,14 @@ def labels_pointer(workload: workloads.Workload, pod: workloads.PodSpecView) -> 
     return pod.pointer + "/metadata/labels"
 
 
-class RequiredLabels(policy.Policy):
+class RequiredLabels(policy.ValidatingPolicy[Params]):
     """Reject workloads (and optionally pod templates) missing required labels."""
 
     name = "required-labels"
-    phase = "validate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         every = [("labels", params.labels)]
         every += [(f"namespaces.{k}", v) for k, v in params.namespaces.items()]
         for where, labels in every:
@@ -65,14 +64,14 @@ class RequiredLabels(policy.Policy):
                     raise ValueError(f"{where}: {label.key}: pattern {label.pattern!r} is not "
                                      f"a regular expression: {exc}") from exc
 
-    def validate(self, workload: workloads.Workload, params: Params,
+    def validate(self, workload: workloads.Workload,
                  ) -> Iterator[policy.Violation]:
-        required = list(params.labels) + (
-            policy.for_namespace(params.namespaces, workload.namespace) or [])
+        required = list(self.params.labels) + (
+            policy.for_namespace(self.params.namespaces, workload.namespace) or [])
         if not required:
             return
         yield from self._check(workload.labels, "/metadata/labels", "", "the object", required)
-        if not params.podTemplates:
+        if not self.params.podTemplates:
             return
         for pod in workload.pods:
             if pod.metadata_holder is workload.obj:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from webhook import accelerators, config, policy, quantity, workloads
+from webhook import accelerators, policy, quantity, schema, workloads
 
 SHM_PATH = "/dev/shm"
 MI = Decimal(2**20)
@@ -31,16 +31,16 @@ class Params(policy.Params):
     accelerators: list[str] = Field(
         default_factory=lambda: list(accelerators.DEFAULT_ACCELERATORS),
         description="Accelerator resources (globs): pods requesting one get /dev/shm.")
-    selector: config.LabelSelector | None = Field(
+    selector: schema.LabelSelector | None = Field(
         None, description="Pods whose labels match this selector get /dev/shm too "
                           "(e.g. CPU data-loading jobs).")
-    sizeLimit: str | None = Field(
+    sizeLimit: schema.Quantity | None = Field(
         None, description="Fixed sizeLimit of the volume (e.g. 8Gi); unset: memoryFraction.")
     memoryFraction: float = Field(
         0.5, gt=0, le=1, description="sizeLimit as a fraction of the pod's memory limit "
                                      "(used when sizeLimit is unset and the pod has one).")
     volumeName: str = Field("dshm", description="Name of the added volume.")
-    containerKinds: list[str] = Field(
+    containerKinds: list[schema.ContainerType] = Field(
         default_factory=lambda: [workloads.CONTAINER, workloads.SIDECAR],
         description="Container kinds that get the mount (container, init, sidecar).")
 
@@ -48,7 +48,7 @@ class Params(policy.Params):
 def _is_shm(mount: Any) -> bool:
     if not isinstance(mount, dict) or not isinstance(mount.get("mountPath"), str):
         return False
-    return posixpath.normpath(mount["mountPath"]) == SHM_PATH
+    return bool(posixpath.normpath(mount["mountPath"]) == SHM_PATH)
 
 
 def _mounts(container: workloads.ContainerView) -> list[Any]:
@@ -63,40 +63,36 @@ def format_size(value: Decimal) -> str:
     return f"{max(int(value // MI), 1)}Mi"
 
 
-class ShmVolume(policy.Policy):
+class ShmVolume(policy.MutatingPolicy[Params]):
     """Add an `emptyDir: {medium: Memory}` at /dev/shm to accelerator pods that lack one."""
 
     name = "shm-volume"
-    phase = "mutate"
-    Params = Params
     blocking = False
 
-    def check_params(self, params: Params) -> None:
-        if params.sizeLimit is not None and quantity.parse(params.sizeLimit) is None:
-            raise ValueError(f"sizeLimit: {params.sizeLimit!r} is not a Kubernetes quantity "
-                             f"(e.g. 8Gi, 512Mi)")
+    def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
+        super().__init__(params, env)
         unknown = set(params.containerKinds) - {workloads.CONTAINER, workloads.INIT,
                                                 workloads.SIDECAR}
         if unknown:
             raise ValueError(f"containerKinds: {sorted(unknown)} cannot get volume mounts; "
                              f"use container, init or sidecar")
 
-    def mutate(self, workload: workloads.Workload, params: Params) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for pod in workload.pods:
-            if self._wanted(pod, params):
-                self._add(pod, params)
+            if self._wanted(pod):
+                self._add(pod)
 
-    def _wanted(self, pod: workloads.PodSpecView, params: Params) -> bool:
-        if accelerators.pod_accelerators(pod, params.accelerators):
+    def _wanted(self, pod: workloads.PodSpecView) -> bool:
+        if accelerators.pod_accelerators(pod, self.params.accelerators):
             return True
-        return params.selector is not None and params.selector.matches(pod.labels)
+        return self.params.selector is not None and self.params.selector.matches(pod.labels)
 
-    def _size(self, pod: workloads.PodSpecView, params: Params) -> str | None:
-        if params.sizeLimit is not None:
-            return params.sizeLimit
+    def _size(self, pod: workloads.PodSpecView) -> str | None:
+        if self.params.sizeLimit is not None:
+            return self.params.sizeLimit
         total = Decimal(0)
         for container in pod.containers:
-            if container.kind not in (workloads.CONTAINER, workloads.SIDECAR):
+            if container.container_type not in (workloads.CONTAINER, workloads.SIDECAR):
                 continue
             limit = quantity.parse(container.limits.get("memory"))
             if limit is None:
@@ -104,14 +100,14 @@ class ShmVolume(policy.Policy):
             total += limit
         if total <= 0:
             return None
-        return format_size(total * Decimal(str(params.memoryFraction)))
+        return format_size(total * Decimal(str(self.params.memoryFraction)))
 
-    def _add(self, pod: workloads.PodSpecView, params: Params) -> None:
-        targets = [c for c in pod.containers if c.kind in params.containerKinds]
+    def _add(self, pod: workloads.PodSpecView) -> None:
+        targets = [c for c in pod.containers if c.container_type in self.params.containerKinds]
         lacking = [c for c in targets if not any(_is_shm(m) for m in _mounts(c))]
         if not lacking:
             return
-        volume_name = self._existing_volume(pod) or self._new_volume(pod, params)
+        volume_name = self._existing_volume(pod) or self._new_volume(pod)
         for container in lacking:
             mounts = container.data.get("volumeMounts")
             if not isinstance(mounts, list):
@@ -126,19 +122,19 @@ class ShmVolume(policy.Policy):
                     return str(mount["name"])
         return None
 
-    def _new_volume(self, pod: workloads.PodSpecView, params: Params) -> str:
+    def _new_volume(self, pod: workloads.PodSpecView) -> str:
         volumes = pod.list_field("volumes")
         for volume in volumes:  # a memory emptyDir of that name, declared but not mounted
-            if (isinstance(volume, dict) and volume.get("name") == params.volumeName
+            if (isinstance(volume, dict) and volume.get("name") == self.params.volumeName
                     and isinstance(volume.get("emptyDir"), dict)
                     and volume["emptyDir"].get("medium") == "Memory"):
-                return params.volumeName
+                return self.params.volumeName
         taken = {v.get("name") for v in volumes if isinstance(v, dict)}
-        name, suffix = params.volumeName, 1
+        name, suffix = self.params.volumeName, 1
         while name in taken:
-            name, suffix = f"{params.volumeName}-{suffix}", suffix + 1
+            name, suffix = f"{self.params.volumeName}-{suffix}", suffix + 1
         empty_dir: dict[str, str] = {"medium": "Memory"}
-        size = self._size(pod, params)
+        size = self._size(pod)
         if size is not None:
             empty_dir["sizeLimit"] = size
         volumes.append({"name": name, "emptyDir": empty_dir})

@@ -6,7 +6,7 @@ import copy
 import uuid
 from typing import Any
 
-from webhook import workloads
+from webhook import kind_table
 
 GVR_VERSION = {"": "v1", "apps": "v1", "batch": "v1"}
 
@@ -32,10 +32,10 @@ def admission_review(
     source = obj if obj is not None else old
     assert source is not None, "give obj or old"
     api = str(source.get("apiVersion", "v1"))
-    group = workloads.group_of(api)
+    group = kind_table.group_of(api)
     version = api.rpartition("/")[2]
     kind = str(source.get("kind", ""))
-    spec = workloads.lookup(group, kind)
+    spec = kind_table.lookup(group, kind)
     resource = spec.resource if spec else kind.lower() + "s"
     meta = source.get("metadata") or {}
     ns = namespace if namespace is not None else meta.get("namespace", "default")

@@ -41,6 +41,7 @@ class RunningServer:
 
 @contextlib.contextmanager
 def running_server(workdir: Path, *extra_args: str, config: Path | None = None,
+                   python: str = sys.executable,
                    env: dict[str, str] | None = None, ready_timeout: float = 30.0,
                    ) -> Iterator[RunningServer]:
     """`mlgate serve` with certificates generated in `workdir`, ready when this yields."""
@@ -48,7 +49,7 @@ def running_server(workdir: Path, *extra_args: str, config: Path | None = None,
     certs.write(certs.generate("mlgate", "mlgate-system"), cert_dir)
     port = server.free_port()
     log = workdir / f"server-{port}.log"
-    args = [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1",
+    args = [python, "-m", "webhook.cli", "serve", "--host", "127.0.0.1",
             "--port", str(port), "--tls-cert", str(cert_dir / certs.CERT_FILE),
             "--tls-key", str(cert_dir / certs.KEY_FILE), *extra_args]
     if config is not None:

@@ -27,7 +27,7 @@ def test_every_installed_policy_and_param_is_documented() -> None:
     text = docs.render(catalogue)
     for name, cls in catalogue.policies.items():
         assert f"## {name}\n" in text and f"- phase: `{cls.phase}`" in text
-        for field in cls.Params.model_fields:
+        for field in cls.params_model.model_fields:
             assert f"| `{field}` |" in text, (name, field)
 
 
@@ -35,19 +35,19 @@ class Limits(policy.Params):
     cpu: str | None = Field(None, description="CPU | cap.")
 
 
-class Demo(policy.Policy):
+class DemoParams(policy.Params):
+    level: str = Field("baseline", description="The level.")
+    limits: list[Limits] = Field(default_factory=list, description="Caps.")
+    required: int = Field(description="Must be set.")
+
+
+class Demo(policy.MutatingPolicy[DemoParams]):
     """Demo policy summary.
 
     More words that stay out of the index.
     """
 
     name = "demo"
-    phase = "mutate"
-
-    class Params(policy.Params):
-        level: str = Field("baseline", description="The level.")
-        limits: list[Limits] = Field(default_factory=list, description="Caps.")
-        required: int = Field(description="Must be set.")
 
 
 def test_types_defaults_and_nested_models_render() -> None:

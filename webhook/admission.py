@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from webhook import errors
+from webhook import errors, kind_table
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -57,6 +57,32 @@ class Request:
     object: dict[str, Any] | None
     old_object: dict[str, Any] | None
     raw: dict[str, Any] = field(repr=False, compare=False)  # the `request` dict, for CEL
+
+
+def synthetic_request(obj: dict[str, Any], *, user: str, uid: str,
+                      namespace: str = "") -> Request:
+    """A dry-run CREATE for an object that did not come through the API server: a manifest
+    read by `mlgate check` or `mlgate test`, or an object the cluster scan listed.
+
+    The object's own namespace wins over `namespace`; cluster-scoped kinds get none.
+    """
+    api_version = str(obj.get("apiVersion") or "")
+    group, version = kind_table.group_of(api_version), api_version.rpartition("/")[2]
+    kind = str(obj.get("kind") or "")
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    entry = kind_table.lookup(group, kind)
+    cluster_scoped = entry is not None and entry.kind.startswith("Cluster")
+    ns = "" if cluster_scoped else str(meta.get("namespace") or namespace)
+    name = str(meta.get("name") or "")
+    raw = {"uid": uid, "operation": "CREATE", "namespace": ns, "name": name, "object": obj,
+           "dryRun": True, "kind": {"group": group, "version": version, "kind": kind},
+           "userInfo": {"username": user}}
+    return Request(
+        uid=uid, api_version="admission.k8s.io/v1", group=group, version=version, kind=kind,
+        resource=entry.resource if entry else "", sub_resource="", name=name, namespace=ns,
+        operation="CREATE", user=user, groups=(), dry_run=True, object=obj, old_object=None,
+        raw=raw)
 
 
 def _string(value: Any, where: str, required: bool = False) -> str:
@@ -108,12 +134,14 @@ def parse(body: bytes, content_type: str | None = None,
     gvk = request.get("kind")
     if not isinstance(gvk, dict):
         raise BadReview("request.kind must be an object {group, version, kind}")
-    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+    resource = request.get("resource")
+    resource = resource if isinstance(resource, dict) else {}
     operation = _string(request.get("operation"), "request.operation", required=True)
     if operation not in OPERATIONS:
         raise BadReview(f"request.operation must be one of {', '.join(OPERATIONS)}, "
                         f"got {operation!r}")
-    user_info = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    user_info = request.get("userInfo")
+    user_info = user_info if isinstance(user_info, dict) else {}
     groups = user_info.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise BadReview("request.userInfo.groups must be a list of strings")

@@ -1,4 +1,11 @@
-"""The FastAPI application: parse, ask the engine, answer. Nothing else lives here."""
+"""The FastAPI application: parse, ask the engine, answer. Nothing else lives here.
+
+Everything besides the admission routes is handed to `create_app` by its caller:
+decision observers (metrics, the log line, the journal), services that run as long as the
+server (the journal writer, the cluster scan, certificate renewal) and extra routers (the
+audit endpoints). `webhook.server.application` is the composition root that assembles
+them for `mlgate serve`; tests and embedders pass what they need.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,44 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from webhook import admission, engine, tls
-from webhook.audit import routes as audit_routes
+from webhook import admission, decisions, engine, schema, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
 
-DecisionObserver = Callable[[engine.Decision], None]
+DecisionObserver = Callable[[decisions.Decision], None]
+"""Called with every decision after it is made; must not block, must not raise."""
+
+
+class Service(Protocol):
+    """Something that runs as long as the server: started in order, stopped in reverse."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class AppState:
+    """What the routes read, set once by `create_app` (`app.state.mlgate`)."""
+
+    runtime: Runtime
+    tls: tls.ReloadingContext | None
+    observers: Sequence[DecisionObserver]
+    services: Sequence[Service]
+    started: bool = False  # every service is up; False again as soon as shutdown begins
+
+
+def state_of(app: FastAPI) -> AppState:
+    return cast(AppState, app.state.mlgate)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -41,41 +72,53 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
-               watch_interval: float = 1.0, data_dir: str | None = None) -> FastAPI:
-    """The app. `app.state.observers` get every decision (journal, metrics, logs)."""
+def _notify(observers: Sequence[DecisionObserver], decision: decisions.Decision) -> None:
+    for observer in observers:
+        try:
+            observer(decision)
+        except Exception:  # an observer must never change the answer
+            log.exception("decision observer failed")
+
+
+def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = None,
+               observers: Sequence[DecisionObserver] = (), services: Sequence[Service] = (),
+               routers: Sequence[APIRouter] = (), watch_interval: float = 1.0) -> FastAPI:
+    """The app: /mutate, /validate, /healthz, /readyz, and whatever `routers` add."""
+    state = AppState(runtime, tls_context, tuple(observers), tuple(services))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not runtime.ready:
+            runtime.load()
         tasks = [asyncio.create_task(runtime.watch(watch_interval))]
         if tls_context is not None:
             tasks.append(asyncio.create_task(tls_context.watch(watch_interval)))
-        for hook in app.state.startup:
-            await hook(app)
-        # Everything loaded so far (modules, policies, clients) lives as long as the
-        # process: keep it out of the collector's full passes, which otherwise stall the
-        # event loop for tens of milliseconds under load.
-        gc.collect()
-        gc.freeze()
+        started: list[Service] = []
         try:
+            for service in state.services:
+                await service.start()
+                started.append(service)
+            # Everything loaded so far (modules, policies, clients) lives as long as the
+            # process: keep it out of the collector's full passes, which otherwise stall the
+            # event loop for tens of milliseconds under load.
+            gc.collect()
+            gc.freeze()
+            state.started = True
             yield
         finally:
+            state.started = False
             for task in tasks:
                 task.cancel()
-            for hook in reversed(app.state.shutdown):
-                await hook(app)
+            for service in reversed(started):
+                await service.stop()
 
     app = FastAPI(title="mlgate", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.state.runtime = runtime
-    app.state.tls = tls_context
-    observers: list[DecisionObserver] = []
-    app.state.observers = observers
-    app.state.startup = []  # async callables(app), run in order at startup
-    app.state.shutdown = []  # run in reverse order at shutdown
+    app.state.mlgate = state
 
-    async def review(request: Request, phase: str) -> Response:
-        limit = runtime.engine.config.maxRequestBytes
+    async def review(request: Request, phase: schema.Phase) -> Response:
+        current = runtime.engine
+        limit = current.config.maxRequestBytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return _problem(f"request body is {length} bytes, over the limit of {limit}", 413)
@@ -87,12 +130,8 @@ def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None
         except admission.BadReview as exc:
             log.warning("rejected %s request: %s", phase, exc.reason)
             return _problem(exc.reason, exc.status)
-        decision = await runtime.engine.evaluate(parsed, phase)
-        for observer in app.state.observers:
-            try:
-                observer(decision)
-            except Exception:  # an observer must never change the answer
-                log.exception("decision observer failed")
+        decision = await current.evaluate(parsed, phase)
+        _notify(state.observers, decision)
         return _json(admission.respond(
             parsed.api_version, parsed.uid, decision.allowed, message=decision.message,
             patch=decision.patch if phase == engine.MUTATE else None,
@@ -115,12 +154,12 @@ def create_app(runtime: Runtime, tls_context: tls.ReloadingContext | None = None
         problems = []
         if not runtime.ready:
             problems.append("policies are not loaded")
-        if tls_context is None and app.state.require_tls:
-            problems.append("TLS is not up")
+        elif not state.started:
+            problems.append("the server is starting or shutting down")
         if problems:
             return _json({"status": "not ready", "problems": problems}, 503)
         return _json({"status": "ready", "policies": [p.name for p in runtime.engine.active]})
 
-    app.state.require_tls = False
-    audit_routes.install(app, data_dir)  # /metrics, /audit/*, journal, scan
+    for router in routers:
+        app.include_router(router)
     return app

@@ -31,8 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.runtime import Runtime
 
     logs.configure(args.log_level)
+    runtime = Runtime(args.config)
     try:
-        runtime = Runtime(args.config)
+        runtime.load()
     except errors.ConfigError as exc:
         return _fail(f"cannot start: {exc}")
     manager = None
@@ -46,10 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cert = key = manager.pem_file
     else:
         cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
+    services = [manager.renewal(args.renew_check_interval)] if manager is not None else []
     uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
-                      log_level=args.log_level, data_dir=args.data_dir)
-    if manager is not None:
-        manager.attach(uv.config.app, args.renew_check_interval)
+                      log_level=args.log_level, data_dir=args.data_dir, services=services)
     server.serve(uv, args.workers)
     return EXIT_OK
 
@@ -107,7 +107,8 @@ def load_manifests(path: Path) -> list[dict[str, Any]]:
 
 
 def _describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     name = meta.get("name") or meta.get("generateName") or "(unnamed)"
     return f"{obj.get('kind', '?')} {name}"
 
@@ -206,12 +207,14 @@ def cmd_policies_list(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     active = {p.name: p for p in eng.active}
     rows = []
-    for name in sorted(catalogue.policies):
-        cls = catalogue.policies[name]
+    for name in sorted(set(catalogue.policies) | set(active)):
         entry = active.get(name)
+        uses = entry.settings.uses if entry is not None else None
+        cls = catalogue.policies[uses or name]
+        source = f"uses {uses}" if uses else catalogue.sources[name]
         rows.append({"name": name, "phase": cls.phase, "mode": entry.mode if entry else "off",
-                     "source": catalogue.sources[name],
-                     "params": entry.params.model_dump(mode="json") if entry else {}})
+                     "source": source,
+                     "params": entry.policy.params.model_dump(mode="json") if entry else {}})
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -10,15 +10,14 @@ file turns them off with `mode: off`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from webhook import errors, workloads
+from webhook import errors, kind_table, schema, workloads
 from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
 
@@ -26,40 +25,12 @@ ENV_PREFIX = "MLGATE_"
 # Variables with the prefix that are settings of the process, not of the config file.
 PROCESS_VARIABLES = {"MLGATE_CONFIG", "MLGATE_NAMESPACE", "MLGATE_DATA_DIR", "MLGATE_LOG_LEVEL"}
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> float:
-    """`500ms`, `2s`, `10m`, `1h`, `30d` (or a number of seconds) -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be like 500ms, 2s, 10m, 1h or 30d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value).strip())
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a duration; write it like 500ms, 2s, 10m, 1h or 30d")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
 def own_namespace() -> str:
     """The namespace mlgate runs in (exempt by default, so it can never lock itself out)."""
     return os.environ.get("MLGATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "mlgate-system"
 
 
-class NamespaceMatch(Model):
+class NamespaceMatch(schema.Model):
     include: list[str] = ["*"]
     exclude: list[str] = []
 
@@ -68,42 +39,13 @@ class NamespaceMatch(Model):
                 and not workloads.glob_matcher(tuple(self.exclude))(namespace))
 
 
-class Requirement(Model):
-    key: str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = []
-
-
-class LabelSelector(Model):
-    """A Kubernetes label selector (matchLabels and matchExpressions, ANDed)."""
-
-    matchLabels: dict[str, str] = {}
-    matchExpressions: list[Requirement] = []
-
-    def matches(self, labels: Mapping[str, Any]) -> bool:
-        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
-            return False
-        for req in self.matchExpressions:
-            present = req.key in labels
-            value = labels.get(req.key)
-            if req.operator == "In" and not (present and value in req.values):
-                return False
-            if req.operator == "NotIn" and present and value in req.values:
-                return False
-            if req.operator == "Exists" and not present:
-                return False
-            if req.operator == "DoesNotExist" and present:
-                return False
-        return True
-
-
-class Match(Model):
+class Match(schema.Model):
     """Which requests a policy sees. Every condition must hold."""
 
-    kinds: list[str] | None = None  # "Kind" or "group/Kind"; None = every kind in the table
+    kinds: list[kind_table.KindName] | None = None  # None: every kind in the table
     namespaces: NamespaceMatch = NamespaceMatch()
-    objectSelector: LabelSelector | None = None
-    operations: list[Literal["CREATE", "UPDATE"]] = ["CREATE", "UPDATE"]
+    objectSelector: schema.LabelSelector | None = None
+    operations: list[schema.Operation] = ["CREATE", "UPDATE"]
 
     def matches_kind(self, group: str, kind: str) -> bool:
         if self.kinds is None:
@@ -111,24 +53,25 @@ class Match(Model):
         return kind in self.kinds or f"{group}/{kind}" in self.kinds
 
 
-Mode = Literal["enforce", "warn", "audit", "off"]
+class PolicySettings(schema.Model):
+    """One policy instance: `policies.<name>`. `uses` runs another policy under this name
+    (a second `cel` with its own rules, mode, match and failure mode, say)."""
 
-
-class PolicySettings(Model):
-    mode: Mode | None = None  # None: the policy's default mode
+    uses: str | None = None  # the policy this instance runs; None: the one named <name>
+    mode: schema.Mode | None = None  # None: the policy's default mode
     params: dict[str, Any] = {}
     match: Match = Match()
-    failure: Literal["fail", "ignore"] = "fail"
-    timeout: Duration = 2.0
+    failure: schema.Failure = "fail"
+    timeout: schema.Duration = 2.0
 
 
-class Exemptions(Model):
+class Exemptions(schema.Model):
     """Requests that are never evaluated at all."""
 
     namespaces: list[str] = Field(default_factory=lambda: ["kube-system", own_namespace()])
     users: list[str] = []
     groups: list[str] = []
-    kinds: list[str] = []  # "Kind" or "group/Kind"
+    kinds: list[kind_table.KindName] = []
 
     def exempts(self, namespace: str, user: str, groups: tuple[str, ...], group: str,
                 kind: str) -> str | None:
@@ -152,12 +95,12 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
 }
 
 
-class Config(Model):
+class Config(schema.Model):
     exemptions: Exemptions = Field(default_factory=Exemptions)
     policyPaths: list[str] = []
     policies: dict[str, PolicySettings] = {}
-    mutateOnUpdate: list[str] = []  # extra kinds whose pod template an UPDATE may change
-    deadline: Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
+    mutateOnUpdate: list[kind_table.KindName] = []  # kinds whose pod template UPDATE may change
+    deadline: schema.Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
@@ -176,7 +119,8 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
         where = _location(tuple(error["loc"]))
         if prefix:
             where = f"{prefix}.{where}" if where != "(top level)" else prefix
-        lines.append(f"{where}: {error['msg']}")
+        # A validator's own ValueError reads "Value error, <message>": the message suffices.
+        lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

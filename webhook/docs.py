@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from webhook import config, plugins
-from webhook.policy import Policy
 
 HEADER = """# Policy reference
 
@@ -92,7 +91,7 @@ def _paragraphs(text: str | None) -> list[str]:
     return [p.strip() for p in cleaned.split("\n\n") if p.strip()]
 
 
-def render_policy(cls: type[Policy], source: str) -> str:
+def render_policy(cls: plugins.PolicyClass, source: str) -> str:
     default_on = config.DEFAULT_POLICIES.get(cls.name)
     summary = _paragraphs(cls.__doc__)
     module = sys.modules.get(cls.__module__)
@@ -108,7 +107,7 @@ def render_policy(cls: type[Policy], source: str) -> str:
         "",
     ]
     lines += [p + "\n" for p in _paragraphs(getattr(module, "__doc__", None))]
-    rows = param_rows(cls.Params)
+    rows = param_rows(cls.params_model)
     if rows:
         lines += ["| param | type | default | description |", "|---|---|---|---|", *rows, ""]
     else:

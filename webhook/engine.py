@@ -1,176 +1,49 @@
-"""One admission request in, one `Decision` out.
+"""One admission request in, one `decisions.Decision` out.
 
 The rules, in order: exemptions; operations, sub-resources and unknown kinds pass; objects
 being deleted are never denied; each enabled policy that matches runs in a deterministic
 order (the order of the configuration), mutating policies each on the previous one's
 result; modes decide what a finding does (enforce denies, warn warns, audit records); a
 policy that raises or runs out of time follows its failure mode. The engine never raises
-for a request: whatever happens is in the `Decision`.
+for a request: whatever happens is in the `decisions.Decision`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
 
-from webhook import admission, config, errors, patches, plugins, workloads
-from webhook.policy import Policy, Violation
+from webhook import (
+    admission,
+    config,
+    decisions,
+    errors,
+    invocation,
+    kind_table,
+    patches,
+    plugins,
+    policy,
+    schema,
+    workloads,
+)
+from webhook.policy import Violation
 
 log = logging.getLogger("mlgate.engine")
 
-MUTATE = "mutate"
-VALIDATE = "validate"
+MUTATE: Final[schema.Phase] = "mutate"
+VALIDATE: Final[schema.Phase] = "validate"
 MODE_RANK = {"audit": 0, "warn": 1, "enforce": 2}  # a finding takes the milder mode
-
-
-@dataclass
-class ActivePolicy:
-    """A policy as configured: instance, validated params, mode and match."""
-
-    name: str
-    policy: Policy
-    params: Any
-    mode: str
-    settings: config.PolicySettings
-
-    @property
-    def phase(self) -> str:
-        return self.policy.phase
-
-
-@dataclass
-class Finding:
-    """A violation (or a policy failure) with the mode that decides its effect."""
-
-    policy: str
-    mode: str
-    message: str
-    path: str = ""
-    container: str | None = None
-    error: bool = False
-    preexisting: bool = False  # present in oldObject already (UPDATE)
-
-    def record(self) -> dict[str, Any]:
-        return {"policy": self.policy, "mode": self.mode, "path": self.path,
-                "container": self.container, "message": self.message, "error": self.error,
-                "preexisting": self.preexisting}
-
-
-@dataclass
-class Decision:
-    """What mlgate answered to one request, and why."""
-
-    uid: str
-    phase: str
-    operation: str
-    group: str
-    kind: str
-    namespace: str
-    name: str
-    user: str
-    groups: tuple[str, ...]
-    dry_run: bool
-    allowed: bool = True
-    message: str = ""
-    patch: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    mutated_by: list[str] = field(default_factory=list)
-    evaluated: list[tuple[str, str]] = field(default_factory=list)  # (policy, mode) that ran
-    skipped: str = ""  # why nothing was evaluated (exempt, unknown kind, ...)
-    started: float = field(default_factory=time.time)
-    duration: float = 0.0  # seconds
-
-    @property
-    def verdict(self) -> str:
-        if not self.allowed:
-            return "denied"
-        if self.patch:
-            return "mutated"
-        if self.warnings:
-            return "warned"
-        return "allowed"
-
-    def audit_annotations(self) -> dict[str, str]:
-        annotations: dict[str, str] = {}
-        violated = sorted({f.policy for f in self.findings})
-        if violated:
-            annotations["violated-policies"] = ",".join(violated)
-        if self.mutated_by:
-            annotations["mutated-by"] = ",".join(self.mutated_by)
-        return annotations
-
-    def record(self) -> dict[str, Any]:
-        """A flat, JSON-ready record of the decision (the audit journal stores this)."""
-        return {
-            "time": self.started, "uid": self.uid, "phase": self.phase,
-            "operation": self.operation, "group": self.group, "kind": self.kind,
-            "namespace": self.namespace, "name": self.name, "user": self.user,
-            "groups": list(self.groups), "dry_run": self.dry_run, "allowed": self.allowed,
-            "decision": self.verdict, "message": self.message,
-            "violations": [f.record() for f in self.findings],
-            "mutated_by": list(self.mutated_by), "warnings": list(self.warnings),
-            "skipped": self.skipped, "duration_ms": round(self.duration * 1000, 3),
-        }
-
-
-def format_violation(policy: str, workload: workloads.Workload, violation: Violation) -> str:
-    """`[policy] Kind ns/name /pod/path container "x": what (fix)`."""
-    where = workload.kind
-    name = workload.name or "(unnamed)"
-    where += f" {workload.namespace}/{name}" if workload.namespace else f" {name}"
-    if violation.pod:
-        where += f" {violation.pod}"
-    if violation.container is not None:
-        where += f' container "{violation.container}"'
-    text = f"[{policy}] {where}: {violation.what}"
-    if violation.fix:
-        text += f" ({violation.fix})"
-    return text
-
-
-@functools.lru_cache(maxsize=512)
-def _is_async_function(function: Any) -> bool:
-    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
-
-
-def _is_async(method: Any) -> bool:
-    """Whether a (bound) policy method is a coroutine or async generator function."""
-    return _is_async_function(getattr(method, "__func__", method))
-
-
-async def _collect(result: Any) -> list[Violation]:
-    if inspect.isawaitable(result):
-        result = await result
-    if result is None:
-        return []
-    if hasattr(result, "__aiter__"):
-        return [v async for v in result]
-    return list(result)
-
-
-def _materialise(result: Any) -> Any:
-    """Run a sync generator (or other lazy iterable) to completion where the policy runs,
-    so that its work counts against the policy's own timeout."""
-    if (isinstance(result, Iterable) and not isinstance(result, list | tuple)
-            and not hasattr(result, "__aiter__")):
-        return list(result)
-    return result
+CHECK_USER = "mlgate-check"  # the user of the requests `mlgate check` makes up
 
 
 class Engine:
     """The configured policies, ready to evaluate requests."""
 
-    def __init__(self, cfg: config.Config, active: list[ActivePolicy]) -> None:
+    def __init__(self, cfg: config.Config, active: list[invocation.ActivePolicy]) -> None:
         self.config = cfg
         self.active = active
         self.mutating = [p for p in active if p.phase == MUTATE and p.mode != "off"]
@@ -182,36 +55,42 @@ class Engine:
     def build(cls, cfg: config.Config, catalogue: plugins.Catalogue | None = None) -> Engine:
         """Resolve and instantiate every enabled policy; any problem is a ConfigError."""
         catalogue = catalogue or plugins.discover(cfg.policyPaths)
-        active: list[ActivePolicy] = []
+        active: list[invocation.ActivePolicy] = []
         for name, settings in cfg.policies.items():
             if settings.mode == "off":
                 continue
-            policy_cls = catalogue.get(name)
             try:
-                params = policy_cls.Params.model_validate(settings.params)
+                policy_cls = catalogue.get(settings.uses or name)
+            except errors.PluginError as exc:
+                if settings.uses is None:
+                    raise
+                raise errors.PluginError(f"policies.{name}.uses: {exc}") from exc
+            try:
+                params = policy_cls.params_model.model_validate(settings.params)
             except ValidationError as exc:
                 raise errors.ConfigError(config.describe(exc, f"policies.{name}.params")) from exc
-            policy = policy_cls()
+            env = policy.Environment(name=name, timeout=settings.timeout, deadline=cfg.deadline,
+                                     registries=cfg.registries)
             try:
-                policy.setup(cfg)
-                policy.check_params(params)
+                instance = policy_cls(params, env)
             except (ValueError, errors.ConfigError) as exc:
                 raise errors.ConfigError(f"policies.{name}.params: {exc}") from exc
             mode = settings.mode or policy_cls.default_mode
-            active.append(ActivePolicy(name, policy, params, mode, settings))
+            active.append(invocation.ActivePolicy(name, instance, mode, settings))
         return cls(cfg, active)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Let every policy release what it holds (the engine is being replaced)."""
         for active in self.active:
             try:
-                active.policy.close()
+                await active.policy.aclose()
             except Exception:  # closing must never take the reload down
                 log.exception("closing policy %s failed", active.name)
 
     # -- evaluating ------------------------------------------------------------
-    async def evaluate(self, request: admission.Request, phase: str) -> Decision:
+    async def evaluate(self, request: admission.Request, phase: schema.Phase) -> decisions.Decision:
         started = time.perf_counter()
-        decision = Decision(
+        decision = decisions.Decision(
             uid=request.uid, phase=phase, operation=request.operation, group=request.group,
             kind=request.kind, namespace=request.namespace,
             name=request.name or _object_name(request.object or request.old_object),
@@ -226,7 +105,7 @@ class Engine:
         decision.duration = time.perf_counter() - started
         return decision
 
-    def _skip_reason(self, request: admission.Request, phase: str) -> str:
+    def _skip_reason(self, request: admission.Request, phase: schema.Phase) -> str:
         if request.operation not in ("CREATE", "UPDATE"):
             return f"operation {request.operation} is not evaluated"
         if request.sub_resource and request.sub_resource != "ephemeralcontainers":
@@ -235,13 +114,13 @@ class Engine:
                                                 request.group, request.kind)
         if exempt:
             return exempt
-        if workloads.lookup(request.group, request.kind) is None:
+        if kind_table.lookup(request.group, request.kind) is None:
             return f"kind {request.group or 'core'}/{request.kind} is not a workload kind"
         meta = (request.object or {}).get("metadata")
         if isinstance(meta, dict) and meta.get("deletionTimestamp"):
             return "the object is being deleted"
         if phase == MUTATE and request.operation == "UPDATE":
-            spec = workloads.lookup(request.group, request.kind)
+            spec = kind_table.lookup(request.group, request.kind)
             assert spec is not None
             if not (spec.template_mutable or request.kind in self.mutable_kinds
                     or f"{request.group}/{request.kind}" in self.mutable_kinds):
@@ -254,7 +133,7 @@ class Engine:
                 return "the update changes no pod template"
         return ""
 
-    def _matches(self, active: ActivePolicy, request: admission.Request,
+    def _matches(self, active: invocation.ActivePolicy, request: admission.Request,
                  workload: workloads.Workload) -> bool:
         match = active.settings.match
         if request.operation not in match.operations:
@@ -271,8 +150,8 @@ class Engine:
             groups=request.groups, dry_run=request.dry_run, old_object=request.old_object,
             request=request.raw)
 
-    async def _evaluate(self, request: admission.Request, phase: str, decision: Decision,
-                        deadline: float) -> None:
+    async def _evaluate(self, request: admission.Request, phase: schema.Phase,
+                        decision: decisions.Decision, deadline: float) -> None:
         decision.skipped = self._skip_reason(request, phase)
         if decision.skipped:
             return
@@ -291,45 +170,8 @@ class Engine:
             if finding.mode == "warn" or (finding.mode == "enforce" and finding.preexisting):
                 decision.warnings.append(finding.message)
 
-    async def _run(self, active: ActivePolicy, method: Any, workload: workloads.Workload,
-                   deadline: float) -> Any:
-        """Call a policy method within its timeout; sync methods run in a worker thread."""
-        timeout = min(active.settings.timeout, deadline - time.perf_counter())
-        if timeout <= 0:
-            raise errors.PolicyError(active.name, "no time left before the request deadline")
-        try:
-            if _is_async(method):
-                return await asyncio.wait_for(_collect(method(workload, active.params)), timeout)
-            if not active.policy.blocking:
-                started = time.perf_counter()
-                result = _materialise(method(workload, active.params))
-                if time.perf_counter() - started > timeout:
-                    raise TimeoutError
-                return await _collect(result)
-            result = await asyncio.wait_for(
-                asyncio.to_thread(lambda: _materialise(method(workload, active.params))), timeout)
-            return await asyncio.wait_for(_collect(result), timeout)
-        except TimeoutError as exc:
-            raise errors.PolicyError(active.name, f"timed out after {timeout:.3g}s") from exc
-        except errors.PolicyError:
-            raise
-        except Exception as exc:
-            raise errors.PolicyError(active.name, f"{type(exc).__name__}: {exc}") from exc
-
-    def _failure(self, active: ActivePolicy, workload: workloads.Workload,
-                 exc: errors.PolicyError) -> Finding:
-        log.error("policy %s failed on %s %s/%s: %s", active.name, workload.kind,
-                  workload.namespace, workload.name, exc.reason)
-        fail = active.settings.failure == "fail"
-        what = (f"the policy failed ({exc.reason}); failure mode "
-                f"{'fail denies the request' if fail else 'ignore lets it through'}")
-        fix = "see the mlgate logs; set failure: ignore to let requests through on errors"
-        message = format_violation(active.name, workload, Violation(what=what, fix=fix))
-        mode = active.mode if fail else ("audit" if active.mode == "audit" else "warn")
-        return Finding(active.name, mode, message, error=True)
-
     async def _mutate(self, request: admission.Request, context: workloads.Context,
-                      decision: Decision, deadline: float) -> None:
+                      decision: decisions.Decision, deadline: float) -> None:
         original = request.object
         assert original is not None
         # JSON text is the cheapest exact copy and change detector of a JSON document.
@@ -338,7 +180,7 @@ class Engine:
         fresh: workloads.Workload | None = None  # the view, rebuilt only after a change
 
         def view(obj: dict[str, Any]) -> workloads.Workload:
-            return workloads.view(obj, request.group, request.kind, context)
+            return kind_table.view(obj, request.group, request.kind, context)
 
         for active in self.mutating:
             workload = fresh = fresh or view(working)
@@ -346,11 +188,13 @@ class Engine:
                 continue
             decision.evaluated.append((active.name, active.mode))
             target = working if active.mode == "enforce" else orjson.loads(before)
+            mutator = active.policy
+            assert isinstance(mutator, policy.MutatingPolicy)  # self.mutating holds only these
             try:
-                await self._run(active, active.policy.mutate,
+                await invocation.call(active, mutator.mutate,
                                 workload if target is working else view(target), deadline)
             except errors.PolicyError as exc:
-                decision.findings.append(self._failure(active, workload, exc))
+                decision.findings.append(invocation.failure(active, workload, exc))
                 if target is working:  # a half-done mutation must not leak into the patch
                     working, fresh = orjson.loads(before), None
                 continue
@@ -364,38 +208,40 @@ class Engine:
                 changes = patches.diff(orjson.loads(before), target)
                 paths = ", ".join(op["path"] for op in changes[:5])
                 what = f"would change {paths}" + (" ..." if len(changes) > 5 else "")
-                message = format_violation(active.name, workload, Violation(
+                message = decisions.format_violation(active.name, workload, Violation(
                     what=what, fix=f"mode {active.mode}: nothing was changed"))
-                decision.findings.append(Finding(active.name, active.mode, message))
+                decision.findings.append(decisions.Finding(active.name, active.mode, message))
         if decision.mutated_by:
             decision.patch = patches.diff(original, working)
 
-    async def _violations(self, active: ActivePolicy, workload: workloads.Workload,
-                          deadline: float) -> list[Finding]:
+    async def _violations(self, active: invocation.ActivePolicy, workload: workloads.Workload,
+                          deadline: float) -> list[decisions.Finding]:
+        validator = active.policy
+        assert isinstance(validator, policy.ValidatingPolicy)  # self.validating holds only these
         try:
-            found = await self._run(active, active.policy.validate, workload, deadline)
+            found = await invocation.call(active, validator.validate, workload, deadline)
         except errors.PolicyError as exc:
-            return [self._failure(active, workload, exc)]
+            return [invocation.failure(active, workload, exc)]
         findings = []
         for violation in found:
             if not isinstance(violation, Violation):
-                exc = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
-                                                      f"not a Violation")
-                return [self._failure(active, workload, exc)]
+                junk = errors.PolicyError(active.name, f"yielded {type(violation).__name__}, "
+                                                       f"not a Violation")
+                return [invocation.failure(active, workload, junk)]
             mode = active.mode
             if violation.mode is not None and MODE_RANK.get(violation.mode, 3) < MODE_RANK[mode]:
                 mode = violation.mode
-            findings.append(Finding(
-                active.name, mode, format_violation(active.name, workload, violation),
+            findings.append(decisions.Finding(
+                active.name, mode, decisions.format_violation(active.name, workload, violation),
                 path=violation.path, container=violation.container))
         return findings
 
     async def _validate(self, request: admission.Request, context: workloads.Context,
-                        decision: Decision, deadline: float) -> None:
-        workload = workloads.view(request.object, request.group, request.kind, context)
+                        decision: decisions.Decision, deadline: float) -> None:
+        workload = kind_table.view(request.object, request.group, request.kind, context)
         old_workload = None
         if request.operation == "UPDATE" and request.old_object is not None:
-            old_workload = workloads.view(request.old_object, request.group, request.kind,
+            old_workload = kind_table.view(request.old_object, request.group, request.kind,
                                           context)
         for active in self.validating:
             if not self._matches(active, request, workload):
@@ -414,22 +260,24 @@ class Engine:
 
     # -- offline (mlgate check) -------------------------------------------------
     async def check(self, obj: dict[str, Any], namespace: str = "default",
-                    ) -> tuple[Decision, Decision, dict[str, Any]]:
+                    ) -> tuple[decisions.Decision, decisions.Decision, dict[str, Any]]:
         """Mutate then validate one manifest as the API server would on CREATE."""
-        request = offline_request(obj, namespace)
+        request = admission.synthetic_request(obj, user=CHECK_USER, uid="offline",
+                                              namespace=namespace)
         mutated = await self.evaluate(request, MUTATE)
         result = patches.apply(obj, mutated.patch)
-        validated = await self.evaluate(offline_request(result, namespace, request.uid), VALIDATE)
+        validated = await self.evaluate(admission.synthetic_request(
+            result, user=CHECK_USER, uid=request.uid, namespace=namespace), VALIDATE)
         return mutated, validated, result
 
 
 def _pod_templates(obj: Any, group: str, kind: str) -> list[tuple[str, Any, Any]]:
     """Every pod spec of an object with its pointer and template metadata, to compare."""
     return [(pod.pointer, pod.spec, (pod.metadata_holder or {}).get("metadata"))
-            for pod in workloads.view(obj, group, kind).pods]
+            for pod in kind_table.view(obj, group, kind).pods]
 
 
-def _key(finding: Finding) -> tuple[str, str | None, str]:
+def _key(finding: decisions.Finding) -> tuple[str, str | None, str]:
     # Compare by policy, container and message without the pointer, which shifts when
     # containers are reordered; the message names the pod path and the container.
     return finding.policy, finding.container, finding.message
@@ -440,24 +288,3 @@ def _object_name(obj: Any) -> str:
         meta = obj["metadata"]
         return str(meta.get("name") or meta.get("generateName") or "")
     return ""
-
-
-def offline_request(obj: dict[str, Any], namespace: str = "default",
-                    uid: str = "offline") -> admission.Request:
-    """A CREATE request for a manifest read from a file (`mlgate check`)."""
-    api_version = str(obj.get("apiVersion") or "")
-    group = workloads.group_of(api_version)
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    spec = workloads.lookup(group, str(obj.get("kind") or ""))
-    cluster_scoped = spec is not None and spec.kind.startswith("Cluster")
-    ns = "" if cluster_scoped else str(meta.get("namespace") or namespace)
-    raw = {"uid": uid, "operation": "CREATE", "namespace": ns, "object": obj, "dryRun": True,
-           "kind": {"group": group, "version": api_version.rpartition("/")[2],
-                    "kind": str(obj.get("kind") or "")},
-           "userInfo": {"username": "mlgate-check"}}
-    return admission.Request(
-        uid=uid, api_version="admission.k8s.io/v1", group=group,
-        version=api_version.rpartition("/")[2], kind=str(obj.get("kind") or ""),
-        resource=spec.resource if spec else "", sub_resource="",
-        name=str(meta.get("name") or ""), namespace=ns, operation="CREATE",
-        user="mlgate-check", groups=(), dry_run=True, object=obj, old_object=None, raw=raw)

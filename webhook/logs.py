@@ -71,7 +71,7 @@ def decision_fields(decision: Any) -> dict[str, Any]:
     return {
         "uid": decision.uid, "phase": decision.phase, "operation": decision.operation,
         "kind": decision.kind, "namespace": decision.namespace, "name": decision.name,
-        "user": decision.user, "decision": "skipped" if decision.skipped else decision.verdict,
+        "user": decision.user, "decision": decision.outcome,
         "allowed": decision.allowed, "dry_run": decision.dry_run,
         "duration_ms": round(decision.duration * 1000, 3),
         "policies": sorted({f.policy for f in decision.findings}),
@@ -80,7 +80,7 @@ def decision_fields(decision: Any) -> dict[str, Any]:
 
 
 def log_decision(decision: Any) -> None:
-    """An `app.state.observers` callable."""
+    """A decision observer (`create_app(observers=...)`): one log line per decision."""
     fields = decision_fields(decision)
     logging.getLogger(DECISION_LOGGER).info(
         "%s %s %s %s/%s: %s", fields["phase"], fields["operation"], fields["kind"],

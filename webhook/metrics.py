@@ -1,7 +1,8 @@
 """Prometheus metrics. Every subsystem registers its metrics on `REGISTRY`.
 
-The admission metrics are filled from each `Decision` by `observe()` (an app observer);
-journal, certificate and reload metrics by the audit routes. With `serve --workers N`
+The admission metrics are filled from each `Decision` by `observe_decision()` (a decision
+observer); the journal fills its own; the composition root (`webhook.server`) connects the
+reload and certificate metrics. With `serve --workers N`
 each worker process has its own registry: scrape them through one worker at a time or
 run one worker per pod (the chart's default).
 """
@@ -81,7 +82,7 @@ def _child(metric: Any, *labels: str) -> Any:
 
 def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     """Count one decision. `evaluated`: (policy, mode) of the policies that ran."""
-    verdict = "skipped" if decision.skipped else decision.verdict
+    verdict = decision.outcome
     _child(REQUESTS, decision.phase, decision.operation or "-", decision.kind or "-",
            verdict).inc()
     _child(DURATION, decision.phase, verdict).observe(decision.duration)
@@ -90,6 +91,11 @@ def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     for finding in decision.findings:
         if finding.error:
             _child(POLICY_ERRORS, finding.policy).inc()
+
+
+def observe_decision(decision: Any) -> None:
+    """A decision observer (`create_app(observers=...)`): count one decision."""
+    observe(decision, decision.evaluated)
 
 
 def reload_result(ok: bool, _error: str) -> None:

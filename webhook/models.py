@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import workloads
+from webhook import kind_table, workloads
 
 OCI = "oci://"
 KSERVE_GROUPS = ("serving.kserve.io", "serving.kubeflow.org")
@@ -52,7 +52,7 @@ class Source:
 def _component(spec: Any, ptr: str, role: str) -> Iterator[Source]:
     if not isinstance(spec, dict):
         return
-    for key in workloads.KSERVE_FRAMEWORKS:
+    for key in kind_table.KSERVE_FRAMEWORKS:
         framework = spec.get(key)
         if isinstance(framework, dict) and isinstance(framework.get("storageUri"), str):
             yield Source(framework, "storageUri",

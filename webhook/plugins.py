@@ -13,9 +13,11 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from webhook import errors
-from webhook.policy import Policy
+from webhook import errors, policy
+
+PolicyClass = type[policy.Policy[Any]]
 
 ENTRY_POINT_GROUP = "mlgate.policies"
 
@@ -24,16 +26,17 @@ ENTRY_POINT_GROUP = "mlgate.policies"
 class Catalogue:
     """Every policy class found, and the sources that failed to load (by policy name)."""
 
-    policies: dict[str, type[Policy]] = field(default_factory=dict)
+    policies: dict[str, PolicyClass] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # name -> where it came from
     failures: dict[str, str] = field(default_factory=dict)  # name or file -> reason
 
-    def add(self, cls: type[Policy], source: str) -> None:
+    def add(self, cls: PolicyClass, source: str) -> None:
         if not cls.name:
             raise errors.PluginError(f"{source}: policy class {cls.__qualname__} has no name")
-        if cls.phase not in ("mutate", "validate"):
+        if not issubclass(cls, policy.MutatingPolicy | policy.ValidatingPolicy):
             raise errors.PluginError(
-                f"{source}: policy {cls.name!r} has phase {cls.phase!r}; use mutate or validate")
+                f"{source}: policy {cls.name!r} subclasses neither MutatingPolicy[P] nor "
+                f"ValidatingPolicy[P] of webhook.policy; subclass one of them")
         known = self.policies.get(cls.name)
         if known is not None and known is not cls:
             raise errors.PluginError(
@@ -41,7 +44,7 @@ class Catalogue:
         self.policies[cls.name] = cls
         self.sources[cls.name] = source
 
-    def get(self, name: str) -> type[Policy]:
+    def get(self, name: str) -> PolicyClass:
         if name in self.policies:
             return self.policies[name]
         if name in self.failures:
@@ -54,10 +57,10 @@ class Catalogue:
             f"{', '.join(sorted(self.policies)) or 'none'}{hint}")
 
 
-def _policy_classes(module: object) -> list[type[Policy]]:
+def _policy_classes(module: object) -> list[PolicyClass]:
     return [
         obj for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, Policy) and obj is not Policy and obj.__module__ == getattr(
+        if issubclass(obj, policy.Policy) and obj.__module__ == getattr(
             module, "__name__", None) and obj.name
     ]
 
@@ -70,8 +73,10 @@ def from_entry_points(catalogue: Catalogue) -> None:
         except Exception as exc:  # any import error of a third-party module
             catalogue.failures[entry.name] = f"{source}: {type(exc).__name__}: {exc}"
             continue
-        if not (inspect.isclass(cls) and issubclass(cls, Policy)):
-            catalogue.failures[entry.name] = f"{source}: is not a webhook.policy.Policy subclass"
+        if not (inspect.isclass(cls) and issubclass(cls, policy.Policy)):
+            catalogue.failures[entry.name] = (
+                f"{source}: is not a subclass of webhook.policy.MutatingPolicy or "
+                f"ValidatingPolicy")
             continue
         if cls.name != entry.name:
             catalogue.failures[entry.name] = (

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from webhook import cli, config, engine, errors, junit, patches
+from webhook import admission, cli, config, engine, errors, junit, patches, schema
 
 API_VERSION = "mlgate.io/v1alpha1"
 KIND = "PolicyTest"
@@ -54,7 +54,7 @@ _RESOURCE = re.compile(r"^(?P<kind>[A-Za-z0-9]+) (?:(?P<namespace>[^/\s]+)/)?(?P
 
 
 # -- the file format ---------------------------------------------------------------------
-class Expectation(config.Model):
+class Expectation(schema.Model):
     """What must happen to one resource. Unset keys are not checked."""
 
     resource: str
@@ -81,7 +81,7 @@ class Expectation(config.Model):
         return value
 
 
-class Suite(config.Model):
+class Suite(schema.Model):
     """One test file: manifests, the configuration they run under, and expectations."""
 
     apiVersion: Literal["mlgate.io/v1alpha1"]
@@ -192,9 +192,9 @@ class Engines:
             self._built[key] = engine.Engine.build(config.load(path))
         return self._built[key]
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         for built in self._built.values():
-            built.close()
+            await built.aclose()
 
 
 async def _resources(eng: engine.Engine, files: list[Path], namespace: str) -> list[Resource]:
@@ -203,7 +203,8 @@ async def _resources(eng: engine.Engine, files: list[Path], namespace: str) -> l
         objects = cli.load_manifests(path)
         results = await cli._check(eng, [path], namespace)
         for obj, result in zip(objects, results, strict=True):
-            request = engine.offline_request(obj, namespace)
+            request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
+                                                  namespace=namespace)
             resources.append(Resource(
                 path, request.kind, request.namespace,
                 request.name or cli._describe(obj).partition(" ")[2], result,
@@ -334,7 +335,7 @@ async def run(suites: list[tuple[Path, Suite]]) -> list[Outcome]:
         return [outcome for path, suite in suites
                 for outcome in await run_one(path, suite, engines)]
     finally:
-        engines.close()
+        await engines.aclose()
 
 
 # -- the command -------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The live engine, and its hot reload from the configuration file.
 
-The server asks `runtime.engine` for every request. When the file changes, a new engine is
-built beside the old one and swapped in only if it builds: an invalid file is logged and
-the last good configuration keeps serving.
+`load()` builds the first engine (an invalid file is an error: there is nothing to fall
+back to); until then the runtime is not ready and `/readyz` says so. The server asks
+`runtime.engine` for every request. When the file changes, a new engine is built beside
+the old one and swapped in only if it builds: an invalid file is logged and the last good
+configuration keeps serving.
 """
 
 from __future__ import annotations
@@ -36,15 +38,28 @@ class Runtime:
         self.config_path = Path(config_path) if config_path else None
         self.environ = environ
         self.listeners: list[ReloadListener] = []
-        self._stamp = _stamp(self.config_path) if self.config_path else None
-        self.engine = engine.Engine.build(config.load(self.config_path, environ))
+        self._stamp: tuple[int, int, int] | None = None
+        self._engine: engine.Engine | None = None
         self.last_error = ""
+
+    def load(self) -> engine.Engine:
+        """Build the first engine from the file. Raises ConfigError when it is invalid."""
+        self._stamp = _stamp(self.config_path) if self.config_path else None
+        self._engine = engine.Engine.build(config.load(self.config_path, self.environ))
+        return self._engine
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None
+        """The configuration and every policy it enables are loaded."""
+        return self._engine is not None
 
-    def reload(self) -> bool:
+    @property
+    def engine(self) -> engine.Engine:
+        if self._engine is None:
+            raise RuntimeError("Runtime.load() has not run: the configuration is not loaded")
+        return self._engine
+
+    async def reload(self) -> bool:
         """Build an engine from the file as it is now. False (and logged) when invalid."""
         try:
             new = engine.Engine.build(config.load(self.config_path, self.environ))
@@ -53,8 +68,9 @@ class Runtime:
             log.error("configuration rejected, keeping the last good one: %s", exc)
             self._notify(False, str(exc))
             return False
-        old, self.engine = self.engine, new
-        old.close()
+        old, self._engine = self._engine, new
+        if old is not None:
+            await old.aclose()
         self.last_error = ""
         log.info("configuration reloaded from %s", self.config_path)
         self._notify(True, "")
@@ -64,17 +80,17 @@ class Runtime:
         for listener in self.listeners:
             listener(ok, error)
 
-    def reload_if_changed(self) -> bool | None:
+    async def reload_if_changed(self) -> bool | None:
         if self.config_path is None:
             return None
         stamp = _stamp(self.config_path)
         if stamp is None or stamp == self._stamp:
             return None
         self._stamp = stamp
-        return self.reload()
+        return await self.reload()
 
     async def watch(self, interval: float = 1.0) -> None:
         """Poll the file (ConfigMap volumes swap symlinks, so inotify is unreliable there)."""
         while True:
             await asyncio.sleep(interval)
-            self.reload_if_changed()
+            await self.reload_if_changed()

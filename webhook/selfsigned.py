@@ -169,19 +169,25 @@ class Manager:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self.ensure_or_log)
 
-    def attach(self, app: Any, interval: float = 60.0) -> None:
-        """Run the renewal loop for the lifetime of the app (startup/shutdown hooks)."""
-        tasks: list[asyncio.Task[None]] = []
+    def renewal(self, interval: float = 60.0) -> Renewal:
+        """The renewal loop as a service of the app (`create_app(services=...)`)."""
+        return Renewal(self, interval)
 
-        async def start(_app: Any) -> None:
-            tasks.append(asyncio.create_task(self.run(interval)))
 
-        async def stop(_app: Any) -> None:
-            for task in tasks:
-                task.cancel()
+class Renewal:
+    """Runs `Manager.run` for as long as the server does."""
 
-        app.state.startup.append(start)
-        app.state.shutdown.append(stop)
+    def __init__(self, manager: Manager, interval: float) -> None:
+        self.manager = manager
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.manager.run(self.interval))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 # -- command line ---------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Running the app under uvicorn, over HTTPS only, with certificate reload."""
+"""The composition root, and running the app under uvicorn over HTTPS with certificate reload.
+
+`application()` is where the server is wired together: the admission app of `webhook.app`
+with its decision observers (metrics, the decision log, the journal), its services (the
+audit journal and scan, plus what the caller adds, such as certificate renewal) and the
+audit router. Start reading here to see what runs in `mlgate serve`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, tls
+from webhook import certs, logs, metrics, tls
+from webhook.audit import routes as audit_routes
+from webhook.audit import service as audit_service
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.server")
@@ -31,14 +41,30 @@ def resolve_tls_files(cert: str | None, key: str | None, certs_dir: str | Path =
     return cert_path, key_path
 
 
+def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
+                data_dir: str | Path | None = None,
+                services: Sequence[app_module.Service] = ()) -> FastAPI:
+    """The whole server app: admission routes, audit endpoints, observers and services."""
+    audit = audit_service.Audit(runtime, data_dir)
+    runtime.listeners.append(metrics.reload_result)
+    if tls_context is not None:
+        cert_file = tls_context.cert_file
+        metrics.CERT_EXPIRY.set_function(lambda: tls.certificate_expiry(cert_file))
+    return app_module.create_app(
+        runtime, tls_context=tls_context,
+        observers=[metrics.observe_decision, logs.log_decision, audit.observe,
+                   audit.events.observe],
+        services=[audit, *services], routers=[audit_routes.router(audit)])
+
+
 def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           client_ca: str | None = None, log_level: str = "info",
-          data_dir: str | None = None) -> uvicorn.Server:
+          data_dir: str | None = None,
+          services: Sequence[app_module.Service] = ()) -> uvicorn.Server:
     context = tls.ReloadingContext(cert, key, client_ca)
-    application = app_module.create_app(runtime, context, data_dir=data_dir)
-    application.state.require_tls = True
     config = uvicorn.Config(
-        application, host=host, port=port, log_level=log_level, access_log=False,
+        application(runtime, context, data_dir, services), host=host, port=port,
+        log_level=log_level, access_log=False,
         lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
         log_config=None,  # keep the process's logging (JSON lines, webhook.logs)
         # our context, so that certificate reloads reach every new handshake

@@ -13,7 +13,18 @@ import os
 import ssl
 from pathlib import Path
 
+from cryptography import x509
+
 log = logging.getLogger("mlgate.tls")
+
+
+def certificate_expiry(cert_file: str | Path) -> float:
+    """notAfter of the first certificate in a PEM file, in UNIX seconds (0 if unreadable)."""
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    except (OSError, ValueError):
+        return 0.0
+    return cert.not_valid_after_utc.timestamp()
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from tests import factories
-from webhook import admission, config, engine
+from webhook import admission, config, decisions, engine
 
 GPU = {"nvidia.com/gpu": "1"}
 
@@ -21,7 +21,7 @@ def gpu_pod(name: str, namespace: str = "team-a", limits: bool = False) -> dict[
 
 async def decide(eng: engine.Engine, obj: dict[str, Any], phase: str = engine.VALIDATE,
                  user: str = "alice@example.com", namespace: str | None = None,
-                 ) -> engine.Decision:
+                 ) -> decisions.Decision:
     review = factories.admission_review(obj, user=user, namespace=namespace)
     request = admission.parse(json.dumps(review).encode(), "application/json")
     return await eng.evaluate(request, phase)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from webhook import engine
+from webhook import decisions, engine
 from webhook.audit import events, settings
 from webhook.audit.kube import ApiError
 
 
-def decision(**overrides: Any) -> engine.Decision:
+def decision(**overrides: Any) -> decisions.Decision:
     fields: dict[str, Any] = dict(
         uid="u", phase=engine.VALIDATE, operation="CREATE", group="", kind="Pod",
         namespace="team-a", name="train", user="alice", groups=(), dry_run=False,
         allowed=False, message="[require-limits] Pod team-a/train: no cpu limit",
-        findings=[engine.Finding("require-limits", "enforce", "no cpu limit")])
+        findings=[decisions.Finding("require-limits", "enforce", "no cpu limit")])
     fields.update(overrides)
-    return engine.Decision(**fields)
+    return decisions.Decision(**fields)
 
 
 class FakeApi:

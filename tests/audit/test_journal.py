@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.audit import records
-from webhook import engine, errors, metrics
+from webhook import decisions, engine, errors, metrics
 from webhook.audit import journal, report, settings, store
 
 
@@ -39,7 +39,7 @@ def db(journal_url: str):
 def test_engine_decisions_round_trip_through_the_journal(journal_url: str) -> None:
     eng = records.default_engine()
 
-    async def run() -> list[engine.Decision]:
+    async def run() -> list[decisions.Decision]:
         j = journal.Journal(store.open_store(journal_url),
                             settings.JournalSettings(url=journal_url, flushInterval=0.05))
         j.start()

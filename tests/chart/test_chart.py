@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 
 from tests.chart import crd_schemas, helm
-from webhook import workloads
+from webhook import kind_table
 
 KUBERNETES_VERSION = "1.35"
 SCENARIO_IDS = [path.stem.removesuffix("-values") for path in helm.SCENARIOS]
@@ -83,7 +83,7 @@ def test_rules_file_is_generated_from_the_kind_table() -> None:
                             cwd=helm.ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     on_disk = yaml.safe_load((helm.CHART / "files" / "rules.yaml").read_text())
-    assert on_disk == workloads.webhook_rules()
+    assert on_disk == kind_table.webhook_rules()
 
 
 def test_readme_lists_every_value() -> None:
@@ -115,7 +115,7 @@ def test_webhook_configurations(rendered: dict[str, list[dict[str, Any]]], name:
         (hook,) = configuration["webhooks"]
         where = f"{name}: {configuration['kind']} {hook['name']}"
         assert len(hook["name"].split(".")) == 3, where
-        assert hook["rules"] == workloads.webhook_rules(), where
+        assert hook["rules"] == kind_table.webhook_rules(), where
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["timeoutSeconds"] == 5
@@ -253,7 +253,7 @@ def test_rbac_is_limited_to_what_is_used(rendered: dict[str, list[dict[str, Any]
     reading = [r for r in rules if r["verbs"] == ["get", "list", "watch"]]
     assert [{"apiGroups": r["apiGroups"], "resources": r["resources"]} for r in reading] == [
         {"apiGroups": r["apiGroups"], "resources": r["resources"]}
-        for r in workloads.webhook_rules()]
+        for r in kind_table.webhook_rules()]
     others = [r for r in rules if r not in reading]
     assert others == [
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],

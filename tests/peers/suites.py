@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from webhook import config, engine, plugins
+from webhook import admission, config, engine, plugins
 
 JSON = dict[str, Any]
 PEERS = Path(__file__).resolve().parents[2].parent / "shared" / "peer-suites"
@@ -312,7 +312,8 @@ def build(case: Case, catalogue: plugins.Catalogue) -> engine.Engine:
 def verdict(case: Case, catalogue: plugins.Catalogue) -> tuple[bool, list[str]]:
     """(mlgate reports a violation, the denial messages), validating as the API server would."""
     eng = build(case, catalogue)
-    request = engine.offline_request(copy.deepcopy(case.obj), "default")
+    request = admission.synthetic_request(copy.deepcopy(case.obj), user=engine.CHECK_USER,
+                                          uid="offline", namespace="default")
     request = dataclasses.replace(request, operation=case.operation)
     decision = asyncio.run(eng.evaluate(request, engine.VALIDATE))
     messages = [f.message for f in decision.findings if f.mode == "enforce"

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from webhook import workloads
+from webhook import kind_table
 
 JSON = dict[str, Any]
 
@@ -324,7 +324,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("batch", "Job"): _job,
     ("batch", "CronJob"): _cronjob,
     **{("kubeflow.org", kind): _kubeflow(kind, field)
-       for kind, (_, field) in workloads.KUBEFLOW_JOBS.items()},
+       for kind, (_, field) in kind_table.KUBEFLOW_JOBS.items()},
     ("trainer.kubeflow.org", "TrainingRuntime"): _training_runtime("TrainingRuntime"),
     ("trainer.kubeflow.org", "ClusterTrainingRuntime"): _training_runtime("ClusterTrainingRuntime"),
     ("jobset.x-k8s.io", "JobSet"): _jobset,
@@ -345,7 +345,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
 @st.composite
 def workload_objects(draw: st.DrawFn) -> JSON:
     """An object of a random kind from the table, holding random pod specs."""
-    spec = draw(st.sampled_from(workloads.KINDS))
+    spec = draw(st.sampled_from(kind_table.KINDS))
     meta = {"name": draw(NAMES), "namespace": "ml"}
     return BUILDERS[(spec.group, spec.kind)](draw, meta)
 

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from tests import factories
 from tests.property import strategies
 from webhook import app as app_module
-from webhook import workloads
+from webhook import kind_table, workloads
 from webhook.runtime import Runtime
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
@@ -71,10 +71,11 @@ def client(request: pytest.FixtureRequest,
         path = tmp_path_factory.mktemp("config") / "mlgate.yaml"
         path.write_text(yaml.safe_dump(FULL_CONFIG))
     runtime = Runtime(path, environ={})
+    runtime.load()
     client = Client(runtime)
     yield client
+    client.loop.run_until_complete(runtime.engine.aclose())
     client.close()
-    runtime.engine.close()
 
 
 # -- checks ---------------------------------------------------------------------------
@@ -126,7 +127,8 @@ def core_pod_of(pod: workloads.PodSpecView) -> dict[str, Any]:
         spec = {"containers": [], "initContainers": []}
         for index, container in enumerate(pod.containers):
             # Argo sidecars and init containers both run beside the main container
-            target = "containers" if container.kind == workloads.CONTAINER else "initContainers"
+            regular = container.container_type == workloads.CONTAINER
+            target = "containers" if regular else "initContainers"
             spec[target].append(_as_core_container(container.data, index))
         for key in ("tolerations", "nodeSelector"):
             if key in pod.spec:
@@ -136,7 +138,7 @@ def core_pod_of(pod: workloads.PodSpecView) -> dict[str, Any]:
 
 def assert_schema(obj: dict[str, Any]) -> None:
     """Core kinds against their OpenAPI schema; CRDs: every embedded pod spec as a Pod."""
-    workload = workloads.view(obj)
+    workload = kind_table.view(obj)
     if workload.group in CORE_GROUPS:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         return
@@ -161,16 +163,16 @@ def test_mutation_applies_keeps_the_schema_and_is_idempotent(
         client: Client, obj: dict[str, Any], operation: str, api_version: str,
         dry_run: bool) -> None:
     assert_schema(obj)  # the generator makes valid objects; anything else is a test bug
-    before = workloads.view(obj)
+    before = kind_table.view(obj)
     answer = answer_of(client, "/mutate", review_for(obj, operation, api_version, dry_run))
     assert answer is not None
     ops = patch_of(answer)
     event(f"{before.kind} {operation}: {'patched' if ops else 'no patch'}")
-    if operation == "UPDATE" and not (before.spec and before.spec.template_mutable):
+    if operation == "UPDATE" and not (before.kind_spec and before.kind_spec.template_mutable):
         assert ops == [], f"the pod spec of a {before.kind} cannot change on UPDATE"
     patched = jsonpatch.JsonPatch(ops).apply(obj)  # raises when it does not apply
     assert_schema(patched)
-    after = workloads.view(patched)
+    after = kind_table.view(patched)
     assert [p.pointer for p in after.pods] == [p.pointer for p in before.pods]
     assert [c.pointer for _, c in after.containers()] == \
         [c.pointer for _, c in before.containers()]
@@ -191,7 +193,7 @@ def test_accelerator_pods_tolerate_their_taint_after_mutation(
     answer = answer_of(client, "/mutate", review_for(obj, "CREATE", "admission.k8s.io/v1", False))
     assert answer is not None
     patched = jsonpatch.JsonPatch(patch_of(answer)).apply(obj)
-    for pod in workloads.view(patched).pods:
+    for pod in kind_table.view(patched).pods:
         for resource in pod.resources_matching(["nvidia.com/gpu", "amd.com/gpu", "google.com/tpu"]):
             assert pod.tolerates(resource), f"{pod.pointer} does not tolerate {resource}"
 
@@ -260,5 +262,5 @@ def test_the_app_fixture_serves_the_configured_policies(client: Client) -> None:
 
 
 def test_strategies_cover_every_kind_in_the_table() -> None:
-    assert set(strategies.BUILDERS) == {(s.group, s.kind) for s in workloads.KINDS}
+    assert set(strategies.BUILDERS) == {(s.group, s.kind) for s in kind_table.KINDS}
 

@@ -16,7 +16,7 @@ from tests import factories
 from tests.server import running_server
 from tests.signatures.conftest import Registry
 from tests.signatures.signer import Signer
-from webhook import config, engine, errors
+from webhook import config, decisions, engine, errors
 from webhook.admission import parse
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def pod_with(*images: str, namespace: str = "ml") -> dict[str, Any]:
     return factories.pod(factories.pod_spec(*containers), namespace=namespace)
 
 
-async def review(eng: engine.Engine, obj: dict[str, Any], phase: str) -> engine.Decision:
+async def review(eng: engine.Engine, obj: dict[str, Any], phase: str) -> decisions.Decision:
     body = json.dumps(factories.admission_review(obj)).encode()
     return await eng.evaluate(parse(body, "application/json", 1 << 20), phase)
 

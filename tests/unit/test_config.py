@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook import config, errors
+from webhook import config, errors, schema
 
 
 def test_no_file_gives_the_default_policies() -> None:
@@ -91,11 +91,11 @@ def test_environment_errors_are_config_errors() -> None:
 @pytest.mark.parametrize(("value", "seconds"), [("500ms", 0.5), ("2s", 2), ("10m", 600),
                                                 ("1h", 3600), ("30d", 2592000), (3, 3.0)])
 def test_durations(value: object, seconds: float) -> None:
-    assert config.parse_duration(value) == seconds
+    assert schema.parse_duration(value) == seconds
 
 
 def test_label_selector_semantics() -> None:
-    selector = config.LabelSelector.model_validate({
+    selector = schema.LabelSelector.model_validate({
         "matchLabels": {"team": "ml"},
         "matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu", "tpu"]},
                              {"key": "legacy", "operator": "DoesNotExist"}]})
@@ -111,3 +111,37 @@ def test_relative_policy_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     path.write_text("policyPaths: [modules, /abs/dir]\n")
     cfg = config.load(path, environ={})
     assert cfg.policyPaths == [str(tmp_path / "conf" / "modules"), "/abs/dir"]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"policies": {"require-limits": {"match": {"kinds": ["Deploymnet"]}}}},
+     "policies.require-limits.match.kinds.0: 'Deploymnet' is not a kind mlgate supports; "
+     "did you mean 'Deployment'?"),
+    ({"exemptions": {"kinds": ["batch/Jbo"]}},
+     "exemptions.kinds.0: 'batch/Jbo' is not a kind mlgate supports; did you mean 'batch/Job'?"),
+    ({"mutateOnUpdate": ["Widget"]},
+     "mutateOnUpdate.0: 'Widget' is not a kind mlgate supports (write Kind or group/Kind)"),
+])
+def test_a_kind_outside_the_kind_table_is_refused_with_its_key_path(
+        data: dict[str, object], message: str) -> None:
+    # Before, such a kind silently matched no request: the policy never ran.
+    with pytest.raises(errors.ConfigError) as caught:
+        config.from_mapping(data, environ={})
+    assert str(caught.value) == message
+
+
+def test_kinds_in_policy_params_are_checked_too() -> None:
+    from webhook import engine
+
+    cfg = config.from_mapping({"policies": {"require-probes": {
+        "params": {"kinds": ["Deployment", "apps/StatefulSet", "InferenceServce"]}}}}, environ={})
+    with pytest.raises(errors.ConfigError,
+                       match=r"policies\.require-probes\.params\.kinds\.2: 'InferenceServce' is "
+                             r"not a kind mlgate supports; did you mean 'InferenceService'\?"):
+        engine.Engine.build(cfg)
+
+
+def test_a_misspelt_group_is_refused() -> None:
+    with pytest.raises(errors.ConfigError, match=r"'bacth/Job' is not a kind mlgate supports; "
+                                                 r"did you mean 'batch/Job'\?"):
+        config.from_mapping({"mutateOnUpdate": ["bacth/Job"]}, environ={})

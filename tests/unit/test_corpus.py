@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests import factories
-from webhook import admission, config, engine, workloads
+from webhook import admission, config, decisions, engine, kind_table
 from webhook.cli import load_manifests
 
 pytestmark = pytest.mark.corpus
@@ -137,7 +137,7 @@ def corpus(shared_dir: Path) -> Path:
     return path
 
 
-def _errors(decision: engine.Decision) -> list[str]:
+def _errors(decision: decisions.Decision) -> list[str]:
     found = [f.message for f in decision.findings if f.error]
     if "internal error" in decision.message:
         found.append(decision.message)
@@ -165,7 +165,7 @@ def test_pod_specs_and_containers_per_document(corpus: Path, name: str) -> None:
     documents = load_manifests(corpus / name)
     found = []
     for obj in documents:
-        workload = workloads.view(obj)
+        workload = kind_table.view(obj)
         found.append((str(obj.get("kind")), len(workload.pods),
                       sum(len(pod.containers) for pod in workload.pods)))
     assert found == MANIFESTS[name]
@@ -175,7 +175,7 @@ def test_pod_specs_and_containers_per_document(corpus: Path, name: str) -> None:
 async def test_manifest_mutate_then_validate(corpus: Path, eng: engine.Engine, name: str) -> None:
     for obj in load_manifests(corpus / name):
         original = copy.deepcopy(obj)
-        known = workloads.lookup(workloads.group_of(str(obj.get("apiVersion"))),
+        known = kind_table.lookup(kind_table.group_of(str(obj.get("apiVersion"))),
                                  str(obj.get("kind"))) is not None
         mutated, validated, result = await eng.check(obj)
         assert obj == original, "the engine must not edit the object it was given"
@@ -185,13 +185,13 @@ async def test_manifest_mutate_then_validate(corpus: Path, eng: engine.Engine, n
         # the API server applies the patch to the object the review carried
         patched = jsonpatch.apply_patch(obj, mutated.patch)
         assert patched == result
-        for pod in workloads.view(patched).pods:  # accelerator pods tolerate their taints
+        for pod in kind_table.view(patched).pods:  # accelerator pods tolerate their taints
             for resource in pod.resources_matching(["nvidia.com/gpu", "amd.com/gpu"]):
                 assert pod.tolerates(resource), f"{pod.pointer} does not tolerate {resource}"
         again, _, second = await eng.check(patched)
         assert again.patch == [], f"second pass changed {again.patch}"
         assert second == patched
-        if workloads.group_of(str(obj.get("apiVersion"))) in CORE_GROUPS and known \
+        if kind_table.group_of(str(obj.get("apiVersion"))) in CORE_GROUPS and known \
                 and _core_valid(obj):
             kubernetes_validate.validate(patched, K8S_VERSION, strict=True)
 
@@ -212,7 +212,7 @@ async def test_admission_reviews_through_the_wire_models(corpus: Path, eng: engi
     assert request.uid == review["request"]["uid"]
     kind, pods, containers = REVIEWS[name]
     assert request.kind == kind
-    workload = workloads.view(request.object, request.group, request.kind)
+    workload = kind_table.view(request.object, request.group, request.kind)
     assert (len(workload.pods), sum(len(p.containers) for p in workload.pods)) == (pods,
                                                                                   containers)
 

@@ -5,94 +5,87 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests import factories
 from tests.factories import GPU, LIMITED, container, pod, pod_spec
-from webhook import admission, config, engine, patches, plugins, policy, workloads
+from webhook import admission, config, decisions, engine, patches, plugins, policy, workloads
 
 
 # -- policies used only here ---------------------------------------------------------
-class Boom(policy.Policy):
+class Boom(policy.ValidatingPolicy[policy.Params]):
     """Raises on every call."""
 
     name = "test-boom"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         raise RuntimeError("kaboom")
 
 
-class Sleepy(policy.Policy):
+class Sleepy(policy.ValidatingPolicy[policy.Params]):
     """Blocks its worker thread well past any timeout used here."""
 
     name = "test-sleepy"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         time.sleep(1.0)
         return []
 
 
-class AsyncSleepy(policy.Policy):
+class AsyncSleepy(policy.ValidatingPolicy[policy.Params]):
     name = "test-async-sleepy"
-    phase = "validate"
 
-    async def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    async def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         await asyncio.sleep(30)
         return []
 
 
-class AsyncDeny(policy.Policy):
+class AsyncDeny(policy.ValidatingPolicy[policy.Params]):
     """An async generator policy that denies every container named `bad`."""
 
     name = "test-async-deny"
-    phase = "validate"
 
-    async def validate(self, workload: workloads.Workload, params: Any):  # type: ignore[override]
+    async def validate(self, workload: workloads.Workload) -> AsyncIterator[policy.Violation]:
         for pod_view, c in workload.containers():
             if c.name == "bad":
                 yield policy.Violation.at_container(pod_view, c, "is bad", "rename it")
 
 
-class LabelA(policy.Policy):
+class LabelA(policy.MutatingPolicy[policy.Params]):
     name = "test-label-a"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for p in workload.pods:
             p.set_label("step", "a")
 
 
-class LabelB(policy.Policy):
+class LabelB(policy.MutatingPolicy[policy.Params]):
     """Sees LabelA's result: records what it saw."""
 
     name = "test-label-b"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         for p in workload.pods:
             p.set_label("after", str(p.labels.get("step")))
 
 
-class HalfThenBoom(policy.Policy):
+class HalfThenBoom(policy.MutatingPolicy[policy.Params]):
     """Edits the object, then raises: the edit must not leak into the patch."""
 
     name = "test-half"
-    phase = "mutate"
 
-    def mutate(self, workload: workloads.Workload, params: Any) -> None:
+    def mutate(self, workload: workloads.Workload) -> None:
         workload.pods[0].set_label("half", "done")
         raise ValueError("broke halfway")
 
 
-class Yields(policy.Policy):
+class Yields(policy.ValidatingPolicy[policy.Params]):
     name = "test-yields-junk"
-    phase = "validate"
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[Any]:
+    def validate(self, workload: workloads.Workload) -> list[Any]:
         return ["not a violation"]
 
 
@@ -107,7 +100,7 @@ def build(policies: dict[str, Any] | None = None, **top: Any) -> engine.Engine:
     return engine.Engine.build(cfg, catalogue)
 
 
-def evaluate(eng: engine.Engine, review: dict[str, Any], phase: str) -> engine.Decision:
+def evaluate(eng: engine.Engine, review: dict[str, Any], phase: str) -> decisions.Decision:
     request = admission.parse(json.dumps(review).encode())
     return asyncio.run(eng.evaluate(request, phase))
 
@@ -450,14 +443,13 @@ def test_check_params_rejects_nonsense() -> None:
         build({"default-resources": {"params": {"default": {"requests": {"cpu": "lots"}}}}})
 
 
-class InlineSlow(policy.Policy):
+class InlineSlow(policy.ValidatingPolicy[policy.Params]):
     """Declares itself non-blocking, then overruns its timeout."""
 
     name = "test-inline-slow"
-    phase = "validate"
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         time.sleep(0.2)
         return []
 
@@ -472,14 +464,13 @@ def test_a_non_blocking_policy_that_overruns_follows_its_failure_mode() -> None:
     assert not decision.allowed and "timed out" in decision.message
 
 
-class Advisory(policy.Policy):
+class Advisory(policy.ValidatingPolicy[policy.Params]):
     """Findings with their own, milder modes inside a policy that enforces."""
 
     name = "test-advisory"
-    phase = "validate"
     blocking = False
 
-    def validate(self, workload: workloads.Workload, params: Any) -> list[policy.Violation]:
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
         return [policy.Violation(what="heads up", fix="consider it", mode="warn"),
                 policy.Violation(what="for the record", mode="audit"),
                 policy.Violation(what="hard no", fix="fix it")]
@@ -518,3 +509,34 @@ def test_decision_lists_the_policies_that_ran_with_their_modes() -> None:
     assert other.evaluated == []
     mutated = evaluate(eng, factories.admission_review(bare_pod()), engine.MUTATE)
     assert mutated.evaluated == [("gpu-tolerations", "enforce"), ("default-resources", "enforce")]
+
+
+# -- policy instances (`uses:`) -----------------------------------------------------------
+def test_a_second_instance_of_a_policy_runs_with_its_own_name_params_and_mode() -> None:
+    eng = build({
+        "require-limits": {"mode": "off"},
+        "cel": {"params": {"rules": [{"name": "team", "expression": "has(object.metadata.labels)"
+                                      " && 'team' in object.metadata.labels"}]}},
+        "gpu-jobs-cel": {"uses": "cel", "mode": "warn",
+                         "params": {"rules": [{"name": "backoff", "expression": "false",
+                                               "message": "set a backoff limit"}]}}})
+    assert [(p.name, p.mode, type(p.policy).__name__) for p in eng.validating] == [
+        ("cel", "enforce", "Cel"), ("gpu-jobs-cel", "warn", "Cel")]
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert not decision.allowed and decision.message.startswith("[cel] ")
+    assert decision.warnings == [
+        "[gpu-jobs-cel] Pod ml/train: rule 'backoff': set a backoff limit"]
+    assert decision.evaluated == [("cel", "enforce"), ("gpu-jobs-cel", "warn")]
+
+
+def test_an_instance_of_an_unknown_policy_names_its_key() -> None:
+    with pytest.raises(config.errors.PluginError,
+                       match=r"policies\.gpu-jobs-cel\.uses: policy 'cle' is enabled but no "
+                             r"module provides it"):
+        build({"gpu-jobs-cel": {"uses": "cle"}})
+
+
+def test_an_instance_gets_its_own_name_in_the_environment() -> None:
+    eng = build({"strict-limits": {"uses": "require-limits", "timeout": "1s"}})
+    instance = next(p.policy for p in eng.active if p.name == "strict-limits")
+    assert (instance.env.name, instance.env.timeout) == ("strict-limits", 1.0)

@@ -18,17 +18,31 @@ MODULE = textwrap.dedent('''
     class Params(policy.Params):
         forbidden: str = "bad"
 
-    class NoBadNames(policy.Policy):
+    class NoBadNames(policy.ValidatingPolicy[Params]):
         """Containers must not be named like the forbidden word."""
+        name = "no-bad-names"
+
+        def validate(self, workload):
+            for pod, container in workload.containers():
+                if container.name == self.params.forbidden:
+                    yield policy.Violation.at_container(pod, container, "forbidden name",
+                                                        "rename the container", "name")
+''')
+
+# The same module written against the contract before policies were generic.
+OLD_MODULE = textwrap.dedent('''
+    from webhook import policy
+
+    class Params(policy.Params):
+        forbidden: str = "bad"
+
+    class NoBadNames(policy.Policy):
         name = "no-bad-names"
         phase = "validate"
         Params = Params
 
         def validate(self, workload, params):
-            for pod, container in workload.containers():
-                if container.name == params.forbidden:
-                    yield policy.Violation.at_container(pod, container, "forbidden name",
-                                                        "rename the container", "name")
+            return []
 ''')
 
 
@@ -73,3 +87,25 @@ def test_duplicate_names_are_an_error(tmp_path: Path) -> None:
     (tmp_path / "b.py").write_text(MODULE)
     with pytest.raises(errors.PluginError, match="two policies are named 'no-bad-names'"):
         plugins.discover([str(tmp_path)])
+
+
+def test_a_module_written_for_the_old_contract_says_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "names.py").write_text(OLD_MODULE)
+    with pytest.raises(errors.PluginError) as caught:
+        engine.Engine.build(config.from_mapping(
+            {"policyPaths": [str(tmp_path)], "policies": {"no-bad-names": {}}}, environ={}))
+    message = str(caught.value)
+    assert "names.py" in message and "old mlgate policy contract" in message
+    for change in ("remove `Params = ...`", "remove `phase = ...`",
+                   "drop the params argument of validate()"):
+        assert change in message
+
+
+def test_a_class_that_is_neither_mutating_nor_validating_is_refused() -> None:
+    from webhook import policy
+
+    class Neither(policy.Policy[policy.Params]):
+        name = "neither"
+
+    with pytest.raises(errors.PluginError, match="neither MutatingPolicy"):
+        plugins.Catalogue().add(Neither, "tests")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.factories import GPU, container, pod, pod_spec
-from webhook import cli, engine, policytests
+from webhook import admission, cli, engine, policytests
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -69,7 +69,8 @@ def test_the_example_test_file_covers_every_example_manifest() -> None:
     on_disk = set()
     for path in (EXAMPLES / "manifests").rglob("*.yaml"):
         for obj in cli.load_manifests(path):
-            request = engine.offline_request(obj)
+            request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
+                                                  namespace="default")
             on_disk.add(f"{request.kind} {request.namespace}/{request.name}")
     assert expected == on_disk
 
@@ -184,14 +185,14 @@ def test_folders_hold_tests_beside_manifests(folder: Path,
      "expect: [{resource: Pod a}, {resource: Pod b, verdikt: denied}]",
      "expect.1.verdikt: Extra inputs are not permitted"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
-     "expect: [{resource: a-pod-name}]", "expect.0.resource: Value error, 'a-pod-name' is not "
+     "expect: [{resource: a-pod-name}]", "expect.0.resource: 'a-pod-name' is not "
                                          "'Kind name' or 'Kind namespace/name'"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
      "expect: [{resource: Pod a, verdict: rejected}]",
      "expect.0.verdict: Input should be 'allowed', 'denied' or 'skipped'"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [m]\n"
      "expect: [{resource: Pod a, mutated: {spec.tolerations: []}}]",
-     "expect.0.mutated: Value error, 'spec.tolerations' is not a JSON pointer"),
+     "expect.0.mutated: 'spec.tolerations' is not a JSON pointer"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nmanifests: [absent]\n"
      "expect: [{resource: Pod a}]", "manifests: {dir}/absent: no such file or directory"),
     ("apiVersion: mlgate.io/v1alpha1\nkind: PolicyTest\nconfig: absent.yaml\n"

@@ -21,11 +21,12 @@ def kubelet_publish(directory: Path, version: str, text: str) -> None:
         (directory / "mlgate.yaml").symlink_to("..data/mlgate.yaml")
 
 
-def test_a_configmap_update_through_the_data_symlink_is_reloaded(tmp_path: Path) -> None:
+async def test_a_configmap_update_through_the_data_symlink_is_reloaded(tmp_path: Path) -> None:
     kubelet_publish(tmp_path, "v1", "policies: {require-limits: {mode: enforce}}\n")
     runtime = Runtime(tmp_path / "mlgate.yaml")
+    runtime.load()
     assert runtime.engine.config.policies["require-limits"].mode == "enforce"
-    assert runtime.reload_if_changed() is None  # nothing changed yet
+    assert await runtime.reload_if_changed() is None  # nothing changed yet
     kubelet_publish(tmp_path, "v2", "policies: {require-limits: {mode: warn}}\n")
-    assert runtime.reload_if_changed() is True
+    assert await runtime.reload_if_changed() is True
     assert runtime.engine.config.policies["require-limits"].mode == "warn"

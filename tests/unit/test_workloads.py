@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from webhook import workloads
+from webhook import kind_table, workloads
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workloads"
 
@@ -228,7 +228,7 @@ def resolve(obj: Any, ptr: str) -> Any:
 # -- the table against the fixtures ------------------------------------------------------
 def test_every_kind_in_the_table_has_a_fixture() -> None:
     covered = {(group, kind) for group, kind, _ in EXPECTED.values()}
-    table = {(spec.group, spec.kind) for spec in workloads.KINDS}
+    table = {(spec.group, spec.kind) for spec in kind_table.KINDS}
     assert table - covered == set()
     assert covered - table == set()
     assert sorted(p.name for p in FIXTURES.glob("*.yaml")) == sorted(EXPECTED)
@@ -238,12 +238,13 @@ def test_every_kind_in_the_table_has_a_fixture() -> None:
 def test_fixture_pods_containers_roles_and_replicas(name: str) -> None:
     group, kind, expected = EXPECTED[name]
     obj = load(name)
-    workload = workloads.view(obj)
+    workload = kind_table.view(obj)
     assert (workload.group, workload.kind) == (group, kind)
-    assert workload.spec is workloads.lookup(group, kind)
+    assert workload.kind_spec is kind_table.lookup(group, kind)
     found = [
         Pod(pod.pointer, pod.role, pod.replicas,
-            tuple((c.pointer.removeprefix(pod.pointer), c.kind, c.name) for c in pod.containers))
+            tuple((c.pointer.removeprefix(pod.pointer), c.container_type, c.name)
+                  for c in pod.containers))
         for pod in workload.pods
     ]
     assert found == expected
@@ -256,7 +257,7 @@ def test_fixture_pods_containers_roles_and_replicas(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_pointer_resolves_to_the_viewed_dict(name: str) -> None:
     obj = load(name)
-    workload = workloads.view(obj)
+    workload = kind_table.view(obj)
     for pod in workload.pods:
         assert resolve(obj, pod.pointer) is pod.spec
         for container in pod.containers:
@@ -269,7 +270,7 @@ def test_every_pointer_resolves_to_the_viewed_dict(name: str) -> None:
 def test_pod_metadata_lives_beside_the_pod_spec(name: str) -> None:
     """Templates own `metadata` next to `spec`; KServe and Argo keep it on the spec dict."""
     obj = load(name)
-    for pod in workloads.view(obj).pods:
+    for pod in kind_table.view(obj).pods:
         if pod.labels_inline:
             assert pod.metadata_holder is None
         elif pod.pointer.endswith("/spec"):
@@ -282,7 +283,7 @@ def test_pod_metadata_lives_beside_the_pod_spec(name: str) -> None:
 def test_editing_a_view_edits_the_object_at_its_pointer(name: str) -> None:
     obj = load(name)
     original = copy.deepcopy(obj)
-    workload = workloads.view(obj)
+    workload = kind_table.view(obj)
     for pod in workload.pods:
         pod.tolerate("example.com/accel")
         for container in pod.containers:
@@ -314,31 +315,31 @@ def test_editing_a_view_edits_the_object_at_its_pointer(name: str) -> None:
     {},
 ])
 def test_unknown_kinds_and_objects_without_pod_specs_give_no_pods(obj: dict[str, Any]) -> None:
-    workload = workloads.view(obj)
+    workload = kind_table.view(obj)
     assert workload.pods == []
     assert workload.total_pods == 0
 
 
 @pytest.mark.parametrize("obj", [None, [], "Pod", 3])
 def test_non_objects_give_an_empty_view(obj: Any) -> None:
-    workload = workloads.view(obj)
-    assert workload.pods == [] and workload.spec is None and workload.obj == {}
+    workload = kind_table.view(obj)
+    assert workload.pods == [] and workload.kind_spec is None and workload.obj == {}
 
 
 def test_volcano_job_and_batch_job_are_told_apart_by_group() -> None:
     volcano, batch = load("volcano-job.yaml"), load("job.yaml")
-    assert workloads.lookup("batch.volcano.sh", "Job") is not workloads.lookup("batch", "Job")
-    assert [p.role for p in workloads.view(volcano).pods] == ["ps", "worker"]
+    assert kind_table.lookup("batch.volcano.sh", "Job") is not kind_table.lookup("batch", "Job")
+    assert [p.role for p in kind_table.view(volcano).pods] == ["ps", "worker"]
     # the same objects under the other group's name find nothing where that group looks
-    assert workloads.view(volcano, group="batch", kind="Job").pods == []
-    assert workloads.view(batch, group="batch.volcano.sh", kind="Job").pods == []
+    assert kind_table.view(volcano, group="batch", kind="Job").pods == []
+    assert kind_table.view(batch, group="batch.volcano.sh", kind="Job").pods == []
 
 
 def test_explicit_group_and_kind_win_over_the_objects_own() -> None:
     """The engine passes request.kind: the object's apiVersion may be missing or stale."""
     obj = load("deployment.yaml")
     del obj["apiVersion"], obj["kind"]
-    workload = workloads.view(obj, group="apps", kind="Deployment")
+    workload = kind_table.view(obj, group="apps", kind="Deployment")
     assert [p.pointer for p in workload.pods] == ["/spec/template/spec"]
 
 
@@ -347,7 +348,7 @@ def test_malformed_parts_are_skipped_not_fatal() -> None:
         "Master": None, "Worker": {"replicas": "3", "template": {"spec": {"containers": [
             "not-a-dict", None, {"name": "ok", "image": "i"}], "initContainers": {"x": 1}}}},
         "Evaluator": {"replicas": -1, "template": "garbage"}}}}
-    pods = workloads.view(obj).pods
+    pods = kind_table.view(obj).pods
     assert [(p.role, p.replicas) for p in pods] == [("Worker", 1)]  # "3" is not an int
     assert [(c.pointer, c.name) for c in pods[0].containers] == [
         ("/spec/pytorchReplicaSpecs/Worker/template/spec/containers/2", "ok")]
@@ -377,7 +378,7 @@ def test_roles_with_slashes_and_tildes_are_escaped_in_pod_pointers() -> None:
     template = {"spec": {"containers": [{"name": "t", "image": "i"}]}}
     obj = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {
         role: {"replicas": 2, "template": template}}}}
-    (pod,) = workloads.view(obj).pods
+    (pod,) = kind_table.view(obj).pods
     assert pod.role == role
     assert pod.pointer == "/spec/pytorchReplicaSpecs/Worker~1gpu~0a/template/spec"
     assert resolve(obj, pod.pointer) is pod.spec
@@ -393,7 +394,7 @@ def test_roles_with_slashes_and_tildes_are_escaped_in_pod_pointers() -> None:
 
 # -- view helpers ------------------------------------------------------------------------
 def _pod(spec: dict[str, Any]) -> workloads.PodSpecView:
-    return workloads.view({"apiVersion": "v1", "kind": "Pod", "spec": spec}).pods[0]
+    return kind_table.view({"apiVersion": "v1", "kind": "Pod", "spec": spec}).pods[0]
 
 
 @pytest.mark.parametrize(("tolerations", "key", "effect", "expected"), [
@@ -471,16 +472,16 @@ def test_resources_matching_globs_over_all_containers() -> None:
 
 def test_set_label_on_a_template_creates_metadata() -> None:
     obj = load("job.yaml")  # its template has no metadata
-    pod = workloads.view(obj).pods[0]
+    pod = kind_table.view(obj).pods[0]
     assert pod.labels == {} and pod.annotations == {}
     pod.set_label("mlgate.io/accelerator", "nvidia")
     assert obj["spec"]["template"]["metadata"] == {"labels": {"mlgate.io/accelerator": "nvidia"}}
-    assert workloads.view(obj).pods[0].labels == {"mlgate.io/accelerator": "nvidia"}
+    assert kind_table.view(obj).pods[0].labels == {"mlgate.io/accelerator": "nvidia"}
 
 
 def test_set_label_on_a_pod_uses_the_objects_metadata() -> None:
     obj = load("pod.yaml")
-    pod = workloads.view(obj).pods[0]
+    pod = kind_table.view(obj).pods[0]
     assert pod.labels == {"app": "bert-finetune"}
     pod.set_label("team", "nlp")
     assert obj["metadata"]["labels"] == {"app": "bert-finetune", "team": "nlp"}
@@ -488,7 +489,7 @@ def test_set_label_on_a_pod_uses_the_objects_metadata() -> None:
 
 def test_kserve_components_carry_labels_inline() -> None:
     obj = load("inferenceservice-kserve.yaml")
-    predictor, transformer, _ = workloads.view(obj).pods
+    predictor, transformer, _ = kind_table.view(obj).pods
     assert predictor.labels_inline and predictor.labels == {"team": "nlp"}
     predictor.set_label("mlgate.io/accelerator", "nvidia")
     transformer.set_label("team", "nlp")
@@ -501,32 +502,32 @@ def test_kserve_components_carry_labels_inline() -> None:
 
 def test_argo_template_labels_are_template_metadata() -> None:
     obj = load("workflow.yaml")
-    prepare, train, _ = workloads.view(obj).pods
+    prepare, train, _ = kind_table.view(obj).pods
     assert train.labels == {"stage": "train"}
     prepare.set_label("stage", "prepare")
     assert obj["spec"]["templates"][1]["metadata"] == {"labels": {"stage": "prepare"}}
 
 
 def test_workload_identity_and_containers() -> None:
-    workload = workloads.view(load("workflow.yaml"))
+    workload = kind_table.view(load("workflow.yaml"))
     assert workload.name == "train-eval-"  # generateName when there is no name
     assert workload.namespace == "ml"
-    assert [c.kind for _, c in workload.containers()] == [C, C, INIT, S, C, C]
+    assert [c.container_type for _, c in workload.containers()] == [C, C, INIT, S, C, C]
     context = workloads.Context(namespace="from-request")
-    assert workloads.view({"apiVersion": "v1", "kind": "Pod"}, context=context).namespace == \
+    assert kind_table.view({"apiVersion": "v1", "kind": "Pod"}, context=context).namespace == \
         "from-request"
 
 
 def test_group_of() -> None:
-    assert workloads.group_of("v1") == ""
-    assert workloads.group_of("apps/v1") == "apps"
-    assert workloads.group_of("batch.volcano.sh/v1alpha1") == "batch.volcano.sh"
-    assert workloads.group_of("") == ""
+    assert kind_table.group_of("v1") == ""
+    assert kind_table.group_of("apps/v1") == "apps"
+    assert kind_table.group_of("batch.volcano.sh/v1alpha1") == "batch.volcano.sh"
+    assert kind_table.group_of("") == ""
 
 
 # -- webhook rules -----------------------------------------------------------------------
 def test_webhook_rules_cover_every_kind_exactly_once_per_group() -> None:
-    rules = workloads.webhook_rules()
+    rules = kind_table.webhook_rules()
     groups = [rule["apiGroups"] for rule in rules]
     assert all(len(g) == 1 for g in groups)
     assert len({g[0] for g in groups}) == len(rules), "a group appears in two rules"
@@ -536,7 +537,7 @@ def test_webhook_rules_cover_every_kind_exactly_once_per_group() -> None:
         assert rule["operations"] == ["CREATE", "UPDATE"]
         assert rule["apiVersions"] == ["*"]
         covered += [(rule["apiGroups"][0], resource) for resource in rule["resources"]]
-    assert sorted(covered) == sorted({(spec.group, spec.resource) for spec in workloads.KINDS})
+    assert sorted(covered) == sorted({(spec.group, spec.resource) for spec in kind_table.KINDS})
     by_group = {rule["apiGroups"][0]: rule["resources"] for rule in rules}
     assert by_group["batch"] == ["cronjobs", "jobs"]
     assert by_group["batch.volcano.sh"] == ["jobs"]
@@ -545,8 +546,8 @@ def test_webhook_rules_cover_every_kind_exactly_once_per_group() -> None:
 
 
 def test_table_has_no_duplicate_group_kind_or_resource() -> None:
-    keys = [(spec.group, spec.kind) for spec in workloads.KINDS]
-    resources = [(spec.group, spec.resource) for spec in workloads.KINDS]
+    keys = [(spec.group, spec.kind) for spec in kind_table.KINDS]
+    resources = [(spec.group, spec.resource) for spec in kind_table.KINDS]
     assert len(keys) == len(set(keys))
     assert len(resources) == len(set(resources))
 
@@ -559,7 +560,7 @@ def test_kserve_multi_node_worker_spec_is_a_pod_of_its_own() -> None:
                "model": {"modelFormat": {"name": "huggingface"}, "resources": gpu},
                "workerSpec": {"pipelineParallelSize": 3, "tensorParallelSize": 1,
                               "containers": [{"name": "worker-container", "resources": gpu}]}}}}
-    view = workloads.view(obj)
+    view = kind_table.view(obj)
     assert [(p.pointer, p.role, p.replicas) for p in view.pods] == [
         ("/spec/predictor", "predictor", 1),
         ("/spec/predictor/workerSpec", "predictor-worker", 2)]

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import engine, metrics
+from webhook import decisions, metrics
 from webhook.audit import settings as audit_settings
 from webhook.audit.kube import ApiError
 
@@ -78,7 +78,7 @@ def _reference(**fields: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in fields.items() if v))
 
 
-def denial(decision: engine.Decision) -> Item | None:
+def denial(decision: decisions.Decision) -> Item | None:
     """The AdmissionDenied item of a decision, or None (allowed, dry run)."""
     if decision.allowed or decision.dry_run:
         return None
@@ -163,7 +163,7 @@ class Recorder:
             self._warn("event queue full (%d): dropped %s for %s", self.queue.maxsize,
                        item.reason, item.namespace)
 
-    def observe(self, decision: engine.Decision) -> None:
+    def observe(self, decision: decisions.Decision) -> None:
         """The decision observer: queue an AdmissionDenied for a denial."""
         cfg = self.settings()
         if cfg.enabled and cfg.denials:

@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
-from webhook import metrics
+from webhook import decisions, metrics
 from webhook.audit import settings as audit_settings
 from webhook.audit import store as store_module
 
@@ -33,7 +32,7 @@ class Journal:
     def __init__(self, store: store_module.Store, cfg: audit_settings.JournalSettings) -> None:
         self.store = store
         self.settings = cfg
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(cfg.queueSize)
+        self.queue: asyncio.Queue[decisions.DecisionRecord] = asyncio.Queue(cfg.queueSize)
         self.dropped = 0
         self.written = 0
         self._task: asyncio.Task[None] | None = None
@@ -43,7 +42,7 @@ class Journal:
         self._last_prune = 0.0
 
     # -- the hot path ----------------------------------------------------------
-    def record(self, record: dict[str, Any]) -> bool:
+    def record(self, record: decisions.DecisionRecord) -> bool:
         """Queue one decision; False (counted and logged) when the queue is full."""
         try:
             self.queue.put_nowait(record)
@@ -65,8 +64,8 @@ class Journal:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mlgate-journal-writer")
 
-    def _take(self, limit: int) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
+    def _take(self, limit: int) -> list[decisions.DecisionRecord]:
+        batch: list[decisions.DecisionRecord] = []
         while len(batch) < limit:
             try:
                 batch.append(self.queue.get_nowait())
@@ -74,7 +73,7 @@ class Journal:
                 break
         return batch
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, batch: list[decisions.DecisionRecord]) -> None:
         attempts = 0
         while True:
             try:

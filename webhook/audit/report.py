@@ -19,7 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from webhook import config
+from webhook import schema
 from webhook.audit import store as store_module
 
 REPORT_API_VERSION = "wgpolicyk8s.io/v1alpha2"
@@ -40,7 +40,7 @@ def parse_time(value: str, name: str, now: float) -> float | None:
     if not value:
         return None
     try:
-        return now - config.parse_duration(value)
+        return now - schema.parse_duration(value)
     except ValueError:
         pass
     try:

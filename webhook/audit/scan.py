@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook import admission, engine, metrics, workloads
+from webhook import admission, engine, kind_table, metrics
 from webhook.audit import settings as audit_settings
 from webhook.audit import store as store_module
 
@@ -59,25 +59,10 @@ def controlled_by_workload(obj: dict[str, Any]) -> bool:
     for owner in meta.get("ownerReferences") or []:
         if not isinstance(owner, dict) or not owner.get("controller"):
             continue
-        group = workloads.group_of(str(owner.get("apiVersion") or ""))
-        if workloads.lookup(group, str(owner.get("kind") or "")) is not None:
+        group = kind_table.group_of(str(owner.get("apiVersion") or ""))
+        if kind_table.lookup(group, str(owner.get("kind") or "")) is not None:
             return True
     return False
-
-
-def scan_request(obj: dict[str, Any], spec: workloads.KindSpec, version: str) -> admission.Request:
-    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
-    name = str(meta.get("name") or "")
-    namespace = str(meta.get("namespace") or "")
-    uid = f"scan:{meta.get('uid') or name}"
-    raw = {"uid": uid, "operation": "CREATE", "namespace": namespace, "name": name,
-           "object": obj, "dryRun": True, "userInfo": {"username": SCAN_USER},
-           "kind": {"group": spec.group, "version": version, "kind": spec.kind}}
-    return admission.Request(
-        uid=uid, api_version="admission.k8s.io/v1", group=spec.group, version=version,
-        kind=spec.kind, resource=spec.resource, sub_resource="", name=name,
-        namespace=namespace, operation="CREATE", user=SCAN_USER, groups=(), dry_run=True,
-        object=obj, old_object=None, raw=raw)
 
 
 class Scanner:
@@ -109,7 +94,7 @@ class Scanner:
         body: dict[str, Any] = json.loads(data)
         return body
 
-    def discover(self) -> tuple[list[tuple[workloads.KindSpec, str]], list[str]]:
+    def discover(self) -> tuple[list[tuple[kind_table.KindSpec, str]], list[str]]:
         """(served kinds with the version to list, group/kinds this cluster lacks)."""
         from kubernetes.client.exceptions import ApiException
 
@@ -117,7 +102,7 @@ class Scanner:
         core = self._get("/api/v1")
         served[""] = ("v1", {r.get("name") for r in core.get("resources", [])})
         groups = {g.get("name"): g for g in self._get("/apis").get("groups", [])}
-        wanted = {spec.group for spec in workloads.KINDS if spec.group}
+        wanted = {spec.group for spec in kind_table.KINDS if spec.group}
         for name in sorted(wanted & set(groups)):
             preferred = (groups[name].get("preferredVersion") or {}).get("version")
             if not preferred:
@@ -130,7 +115,7 @@ class Scanner:
                 raise
             served[name] = (preferred, {r.get("name") for r in listing.get("resources", [])})
         found, missing = [], []
-        for spec in workloads.KINDS:
+        for spec in kind_table.KINDS:
             entry = served.get(spec.group)
             if entry is not None and spec.resource in entry[1]:
                 found.append((spec, entry[0]))
@@ -138,7 +123,7 @@ class Scanner:
                 missing.append(f"{spec.group or 'core'}/{spec.kind}")
         return found, missing
 
-    def pages(self, spec: workloads.KindSpec, version: str) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, spec: kind_table.KindSpec, version: str) -> Iterator[list[dict[str, Any]]]:
         """Every object of a kind, cluster-wide, one page (`limit`) at a time."""
         from kubernetes.client.exceptions import ApiException
 
@@ -166,10 +151,13 @@ class Scanner:
                 return
 
     # -- one pass --------------------------------------------------------------
-    async def _evaluate(self, obj: dict[str, Any], spec: workloads.KindSpec, version: str,
+    async def _evaluate(self, obj: dict[str, Any], spec: kind_table.KindSpec, version: str,
                         now: float) -> dict[str, Any] | None:
         eng = self.current_engine()
-        request = scan_request(obj, spec, version)
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        request = admission.synthetic_request(
+            obj, user=SCAN_USER, uid=f"scan:{meta.get('uid') or meta.get('name') or ''}")
         decision = await eng.evaluate(request, engine.VALIDATE)
         if decision.skipped:
             return None
@@ -223,7 +211,7 @@ class Scanner:
         # A kind the cluster no longer serves (its CRD was deleted, and with it every
         # object of the kind) has no objects left: its earlier results are gone too.
         served = {(spec.group, spec.kind) for spec, _version in kinds}
-        for spec in workloads.KINDS:
+        for spec in kind_table.KINDS:
             if (spec.group, spec.kind) not in served:
                 summary.removed += await asyncio.to_thread(self.store.forget_scan, spec.group,
                                                            spec.kind, summary.started)

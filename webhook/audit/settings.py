@@ -1,40 +1,24 @@
-"""The `journal:` and `audit:` sections of mlgate.yaml.
-
-Kept free of other mlgate imports at load time, because `webhook.config` embeds these
-models (durations are parsed by `config.parse_duration`, imported when first used).
-"""
+"""The `journal:` and `audit:` sections of mlgate.yaml (embedded by `webhook.config`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from webhook import schema
 
 DEFAULT_DATA_DIR = ".mlgate"
 JOURNAL_FILE = "journal.db"
 
 
-def _duration(value: Any) -> float:
-    from webhook import config  # late: config imports this module
-
-    return config.parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class JournalSettings(Model):
+class JournalSettings(schema.Model):
     """Where decisions are recorded, for how long, and how the writer batches them."""
 
     url: str | None = None  # sqlite:///path.db or postgresql://...; None: <data dir>/journal.db
-    retention: Duration = 30 * 86400.0  # rows older than this are deleted
+    retention: schema.Duration = 30 * 86400.0  # rows older than this are deleted
     maxRows: int = Field(1_000_000, gt=0)  # and only the newest maxRows decisions are kept
-    flushInterval: Duration = 0.2  # a crash loses at most this much
+    flushInterval: schema.Duration = 0.2  # a crash loses at most this much
     queueSize: int = Field(10_000, gt=0)  # beyond this, decisions are dropped and counted
     batchSize: int = Field(500, gt=0)
 
@@ -45,31 +29,31 @@ class JournalSettings(Model):
         return f"sqlite:///{(directory / JOURNAL_FILE).resolve()}"
 
 
-class Readers(Model):
+class Readers(schema.Model):
     """Who may read the audit endpoints when tokens come from the static token file."""
 
     users: list[str] = []
     groups: list[str] = ["mlgate:audit-readers"]
 
 
-class ScanSettings(Model):
+class ScanSettings(schema.Model):
     """The background scan of the cluster (off by default)."""
 
     enabled: bool = False
-    interval: Duration = 600.0
+    interval: schema.Duration = 600.0
     pageSize: int = Field(250, gt=0, le=5000)  # `limit` of each list request
     kubeconfig: str | None = None  # None: in-cluster config, else ~/.kube/config
-    timeout: Duration = 30.0  # per API request
+    timeout: schema.Duration = 30.0  # per API request
 
 
-class PolicyReportSettings(Model):
+class PolicyReportSettings(schema.Model):
     """wgpolicyk8s.io/v1alpha2 PolicyReports written by the scan (off by default)."""
 
     enabled: bool = False
     maxResults: int = Field(1000, gt=0)  # per report; the summary still counts every result
 
 
-class EventSettings(Model):
+class EventSettings(schema.Model):
     """Kubernetes Events for denials and scan findings, off the admission path."""
 
     enabled: bool = True  # needs a client: in a pod, or audit.scan.kubeconfig
@@ -78,20 +62,19 @@ class EventSettings(Model):
     queueSize: int = Field(1000, gt=0)  # beyond this, events are dropped and counted
     burst: int = Field(25, gt=0)  # new events per namespace at once...
     perMinute: float = Field(6.0, gt=0)  # ...then this many per namespace and minute
-    dedupWindow: Duration = 3600.0  # a repeat within this raises the first Event's series count
+    dedupWindow: schema.Duration = 3600.0  # a repeat within this raises the series count
 
 
-class AuditSettings(Model):
+class AuditSettings(schema.Model):
     """Access to the audit endpoints, and the cluster scan."""
 
     tokenFile: str | None = None  # Kubernetes static token CSV: token,user,uid,"g1,g2"
-    readers: Readers = Field(default_factory=lambda: Readers())
+    readers: Readers = Readers()
     kubernetesAuth: bool | None = None  # TokenReview + SubjectAccessReview; None: in cluster
     metricsPublic: bool = True  # Prometheus scrapes /metrics without a token
-    scan: ScanSettings = Field(default_factory=lambda: ScanSettings())  # type: ignore[call-arg]
-    policyReports: PolicyReportSettings = Field(
-        default_factory=lambda: PolicyReportSettings())  # type: ignore[call-arg]
-    events: EventSettings = Field(default_factory=lambda: EventSettings())  # type: ignore[call-arg]
+    scan: ScanSettings = ScanSettings()
+    policyReports: PolicyReportSettings = PolicyReportSettings()
+    events: EventSettings = EventSettings()
 
     @model_validator(mode="after")
     def _reports_need_the_scan(self) -> AuditSettings:

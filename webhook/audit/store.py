@@ -16,6 +16,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,9 @@ from urllib.parse import urlparse
 
 import orjson
 
-from webhook import errors
+from webhook import decisions, errors
 
-DECISIONS = ("allowed", "denied", "mutated", "warned")
+DECISIONS: tuple[str, ...] = typing.get_args(decisions.Verdict)
 OUTCOMES = ("violation", "error", "mutation")
 
 # Each migration: (version, statements). `{id}` and `{float}` are the dialect's types.
@@ -96,7 +97,7 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _policy_rows(record: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _policy_rows(record: decisions.DecisionRecord) -> list[tuple[str, str, str]]:
     rows = [(str(v.get("policy", "")), "error" if v.get("error") else "violation",
              str(v.get("mode", ""))) for v in record.get("violations", [])]
     rows += [(str(name), "mutation", "enforce") for name in record.get("mutated_by", [])]
@@ -157,7 +158,7 @@ class Store:
             return int(self._execute("SELECT MAX(version) FROM mlgate_schema")[0][0] or 0)
 
     # -- writing ---------------------------------------------------------------
-    def insert(self, records: Sequence[dict[str, Any]]) -> None:
+    def insert(self, records: Sequence[decisions.DecisionRecord]) -> None:
         """Write a batch of `Decision.record()` dicts in one transaction.
 
         A handful of statements per batch (ids reserved at once, multi-row VALUES), never

@@ -10,38 +10,24 @@ import base64
 import binascii
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
-from webhook import errors
-
-
-def _duration(value: Any) -> float:
-    # Looked up at validation time: webhook.config imports this module while it loads.
-    from webhook import config
-
-    return config.parse_duration(value)
+from webhook import errors, schema
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class CacheSettings(Model):
+class CacheSettings(schema.Model):
     """How long registry answers are trusted, and how many are kept."""
 
-    digestTTL: Duration = Field(60.0, description="tag -> digest answers")
-    verifiedTTL: Duration = Field(600.0, description="verified (digest, rule) results")
-    negativeTTL: Duration = Field(10.0, description="failed lookups and verifications")
+    digestTTL: schema.Duration = Field(60.0, description="tag -> digest answers")
+    verifiedTTL: schema.Duration = Field(600.0, description="verified (digest, rule) results")
+    negativeTTL: schema.Duration = Field(10.0, description="failed lookups and verifications")
     maxEntries: int = Field(10_000, gt=0, description="per cache; least recently used go first")
 
 
-class Registries(Model):
+class Registries(schema.Model):
     """How mlgate reaches OCI registries."""
 
     credentials: str | None = Field(
@@ -51,9 +37,9 @@ class Registries(Model):
     caBundle: str | None = Field(None, description="extra CA certificates (PEM) for registry TLS")
     trustedRoot: str | None = Field(
         None, description="Sigstore trusted_root.json (private Sigstore); default: production")
-    deadline: Duration = Field(
+    deadline: schema.Duration = Field(
         1.5, description="all registry work of one request; below the policy timeout")
-    cache: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
+    cache: CacheSettings = CacheSettings()
 
     def is_insecure(self, registry: str) -> bool:
         return registry in self.insecure

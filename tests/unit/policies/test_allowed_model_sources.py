@@ -3,6 +3,7 @@ component and canary) comes from a scheme or prefix the namespace allows."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 
 from policies.allowed_model_sources import AllowedModelSources
 from tests.fixtures.policies import kinds
-from webhook import errors, models, workloads
+from webhook import errors, kind_table, models
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "workloads"
 PARAMS = {"namespaces": {
@@ -33,13 +34,13 @@ def isvc(group: str = "serving.kserve.io") -> dict[str, Any]:
 
 
 def test_every_model_uri_is_found() -> None:
-    view = workloads.view(isvc())
+    view = kind_table.view(isvc())
     assert [(s.pointer, s.role, s.scheme) for s in models.sources(view)] == [
         ("/spec/predictor/model/storageUri", "predictor", "hf"),
         ("/spec/predictor/storageUris/0/uri", "predictor", "s3"),
         ("/spec/explainer/art/storageUri", "explainer", "https"),
         ("/spec/canary/0/predictor/sklearn/storageUri", "canary/0/predictor", "oci")]
-    assert models.sources(workloads.view(yaml.safe_load(
+    assert models.sources(kind_table.view(yaml.safe_load(
         (FIXTURES / "pod.yaml").read_text()))) == []
 
 
@@ -99,7 +100,8 @@ def test_the_documented_examples_load() -> None:
     assert sources and rules
     for block in sources:
         params = block["allowed-model-sources"]["params"]
-        AllowedModelSources().check_params(AllowedModelSources.Params.model_validate(params))
+        AllowedModelSources(AllowedModelSources.params_model.model_validate(params))
     for block in rules:
-        image_signatures.ImageSignatures().check_params(
+        signatures = image_signatures.ImageSignatures(
             image_signatures.Params.model_validate(block))
+        asyncio.run(signatures.aclose())

@@ -11,7 +11,7 @@ import pytest
 from tests import factories
 from tests.factories import container, pod_spec
 from tests.fixtures.policies import kinds
-from webhook import admission, config, engine, errors, workloads
+from webhook import admission, config, decisions, engine, errors, kind_table
 
 
 def build(*rules: dict[str, Any], mode: str | None = None) -> engine.Engine:
@@ -22,7 +22,7 @@ def build(*rules: dict[str, Any], mode: str | None = None) -> engine.Engine:
     return engine.Engine.build(config.from_mapping({"policies": policies}, environ={}))
 
 
-def decide(eng: engine.Engine, obj: dict[str, Any], **review: Any) -> engine.Decision:
+def decide(eng: engine.Engine, obj: dict[str, Any], **review: Any) -> decisions.Decision:
     body = json.dumps(factories.admission_review(obj, **review)).encode()
     return asyncio.run(eng.evaluate(admission.parse(body), engine.VALIDATE))
 
@@ -35,13 +35,13 @@ PINNED = {"name": "pinned-images", "scope": "container",
           "messageExpression": "'image ' + container.image + ' is not pinned by digest'"}
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
-def test_container_rules_run_on_every_container_of_every_kind(kind: workloads.KindSpec) -> None:
+@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+def test_container_rules_run_on_every_container_of_every_kind(kind: kind_table.KindSpec) -> None:
     spec = pod_spec(container("main", image="registry.example.com/ml/train@sha256:" + "a" * 64),
                     container("log", image="busybox:1.36"))
     obj = kinds.wrap(kind, spec)
     decision = decide(build(PINNED), obj)
-    view = workloads.view(obj)
+    view = kind_table.view(obj)
     logs = [c for _, c in view.containers() if c.name == "log"]
     assert not decision.allowed
     assert [f.path for f in decision.findings] == [c.pointer for c in logs]
@@ -49,11 +49,11 @@ def test_container_rules_run_on_every_container_of_every_kind(kind: workloads.Ki
                "pinned by digest" in f.message for f in decision.findings)
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
-def test_pod_rules_see_every_pod_spec(kind: workloads.KindSpec) -> None:
+@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+def test_pod_rules_see_every_pod_spec(kind: kind_table.KindSpec) -> None:
     obj = kinds.wrap(kind, pod_spec(container("main"), hostNetwork=True))
     decision = decide(build(NO_HOST_NETWORK), obj)
-    pods = workloads.view(obj).pods
+    pods = kind_table.view(obj).pods
     assert [f.path for f in decision.findings] == [p.pointer for p in pods]
     assert "hostNetwork is not allowed (remove hostNetwork)" in decision.message
     assert decide(build(NO_HOST_NETWORK), kinds.wrap(kind, pod_spec(container("m")))).allowed

@@ -8,16 +8,13 @@ import pytest
 
 from policies import default_resources
 from tests.factories import container, pod, pod_spec
-from webhook import workloads
-
-POLICY = default_resources.DefaultResources()
+from webhook import kind_table
 
 
 def resources(c: dict[str, Any], **params: Any) -> dict[str, Any]:
     obj = pod(pod_spec(c))
-    parsed = default_resources.Params.model_validate(params)
-    POLICY.check_params(parsed)
-    POLICY.mutate(workloads.view(obj), parsed)
+    policy = default_resources.DefaultResources(default_resources.Params.model_validate(params))
+    policy.mutate(kind_table.view(obj))
     return obj["spec"]["containers"][0].get("resources", {})
 
 
@@ -67,7 +64,7 @@ def test_gpu_request_and_limit_are_made_equal(given: dict[str, Any],
 
 def test_ephemeral_containers_are_left_alone() -> None:
     obj = pod(pod_spec(container(), ephemeralContainers=[{"name": "debug", "image": "busybox"}]))
-    POLICY.mutate(workloads.view(obj), default_resources.Params())
+    default_resources.DefaultResources(default_resources.Params()).mutate(kind_table.view(obj))
     assert "resources" not in obj["spec"]["ephemeralContainers"][0]
 
 
@@ -77,4 +74,4 @@ def test_ephemeral_containers_are_left_alone() -> None:
 ])
 def test_bad_defaults_are_rejected(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        POLICY.check_params(default_resources.Params.model_validate(params))
+        default_resources.DefaultResources(default_resources.Params.model_validate(params))

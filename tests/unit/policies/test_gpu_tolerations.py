@@ -6,13 +6,12 @@ from typing import Any
 
 from policies import gpu_tolerations
 from tests.factories import container, pod, pod_spec
-from webhook import workloads
-
-POLICY = gpu_tolerations.GpuTolerations()
+from webhook import kind_table
 
 
 def apply(obj: dict[str, Any], **params: Any) -> dict[str, Any]:
-    POLICY.mutate(workloads.view(obj), gpu_tolerations.Params(**params))
+    policy = gpu_tolerations.GpuTolerations(gpu_tolerations.Params(**params))
+    policy.mutate(kind_table.view(obj))
     return obj
 
 

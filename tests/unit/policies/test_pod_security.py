@@ -11,7 +11,7 @@ import pytest
 from tests import factories
 from tests.factories import container, pod_spec
 from tests.fixtures.policies import kinds
-from webhook import admission, config, engine, errors, workloads
+from webhook import admission, config, decisions, engine, errors, kind_table
 
 
 def build(params: dict[str, Any] | None = None) -> engine.Engine:
@@ -24,7 +24,7 @@ BASELINE = build()
 
 
 def findings(obj: dict[str, Any], eng: engine.Engine = BASELINE,
-             namespace: str | None = None) -> list[engine.Finding]:
+             namespace: str | None = None) -> list[decisions.Finding]:
     review = factories.admission_review(obj, namespace=namespace)
     decision = asyncio.run(eng.evaluate(admission.parse(json.dumps(review).encode()),
                                         engine.VALIDATE))
@@ -46,11 +46,11 @@ RESTRICTED_CONTAINER = sc(allowPrivilegeEscalation=False, runAsNonRoot=True,
                           seccompProfile={"type": "RuntimeDefault"})
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
-def test_privileged_container_is_denied_on_every_kind(kind: workloads.KindSpec) -> None:
+@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+def test_privileged_container_is_denied_on_every_kind(kind: kind_table.KindSpec) -> None:
     spec = pod_spec(container("ok"), container("root", **sc(privileged=True)))
     obj = kinds.wrap(kind, spec)
-    view = workloads.view(obj)
+    view = kind_table.view(obj)
     found = findings(obj)
     expected = {c.field_pointer("securityContext", "privileged")
                 for _, c in view.containers() if c.name == "root"}
@@ -59,8 +59,8 @@ def test_privileged_container_is_denied_on_every_kind(kind: workloads.KindSpec) 
                for f in found)
 
 
-@pytest.mark.parametrize("kind", workloads.KINDS, ids=kinds.KIND_IDS)
-def test_a_default_pod_passes_baseline_on_every_kind(kind: workloads.KindSpec) -> None:
+@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+def test_a_default_pod_passes_baseline_on_every_kind(kind: kind_table.KindSpec) -> None:
     assert findings(kinds.wrap(kind, pod_spec(container("main")))) == []
 
 
@@ -162,7 +162,7 @@ def test_a_container_profile_overrides_the_pod_profile() -> None:
 
 
 def test_apparmor_annotations_of_a_pod_template_are_read() -> None:
-    deployment = kinds.wrap(workloads.lookup("apps", "Deployment"), pod_spec(container("app")),
+    deployment = kinds.wrap(kind_table.lookup("apps", "Deployment"), pod_spec(container("app")),
                             template_annotations={
                                 "container.apparmor.security.beta.kubernetes.io/app":
                                     "unconfined"})

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from policies import require_limits
 from tests.factories import container, pod, pod_spec
-from webhook import workloads
+from webhook import config, engine, errors, kind_table
 
-POLICY = require_limits.RequireLimits()
 OK = {"cpu": "1", "memory": "1Gi"}
 
 
 def violations(spec: dict[str, Any], **params: Any) -> list[tuple[str | None, str, str]]:
-    found = POLICY.validate(workloads.view(pod(spec)), require_limits.Params(**params))
+    policy = require_limits.RequireLimits(require_limits.Params(**params))
+    found = policy.validate(kind_table.view(pod(spec)))
     return [(v.container, v.what, v.path) for v in found]
 
 
@@ -58,3 +60,18 @@ def test_fractional_accelerators_are_rejected() -> None:
     spec = pod_spec(container(limits={**OK, "nvidia.com/gpu": "0.5"}))
     assert violations(spec) == [("main", "nvidia.com/gpu limit is '0.5', not a whole number",
                                  "/spec/containers/0/resources/limits/nvidia.com~1gpu")]
+
+
+@pytest.mark.parametrize("policy_name", [
+    "require-limits", "allowed-registries", "image-signatures", "disallow-latest-tag",
+    "pin-image-digests", "default-resources", "shm-volume"])
+def test_a_misspelt_container_type_is_refused_at_load_with_its_key_path(
+        policy_name: str) -> None:
+    # `container` misspelt: before, require-limits loaded and then checked nothing at all.
+    cfg = config.from_mapping({"policies": {policy_name: {
+        "params": {"containerKinds": ["containers"]}}}}, environ={})
+    with pytest.raises(errors.ConfigError) as caught:
+        engine.Engine.build(cfg)
+    message = str(caught.value)
+    assert f"policies.{policy_name}.params.containerKinds.0" in message
+    assert "'container', 'init', 'sidecar' or 'ephemeral'" in message

@@ -129,10 +129,11 @@ def test_corpus_accelerator_workloads_get_exactly_one_shm_per_container(shared_d
         for old_pod, pod in zip(before.pods, after.pods, strict=True):
             gpu = old_pod.resources_matching(["nvidia.com/*", "amd.com/gpu"])
             for container in pod.containers:
-                if container.kind == workloads.CONTAINER and gpu:
+                if container.container_type == workloads.CONTAINER and gpu:
                     assert len(_shm_mounts(container)) == 1, (where, container.name)
-            if not any(c.kind == workloads.CONTAINER and c.limits.keys() & {"nvidia.com/gpu"}
-                       for c in old_pod.containers) and not gpu:
+            old_gpu = any(c.container_type == workloads.CONTAINER
+                          and c.limits.keys() & {"nvidia.com/gpu"} for c in old_pod.containers)
+            if not old_gpu and not gpu:
                 assert old_pod.spec == pod.spec, where
         changed += result != original
     # paddle-simple-gpu already mounts /dev/shm and must stay as written.

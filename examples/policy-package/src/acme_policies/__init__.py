@@ -1,0 +1,1 @@
+"""ACME's mlgate policies, registered in the `mlgate.policies` entry-point group."""

@@ -41,7 +41,7 @@ from tests import factories
 from tests.conftest import ABSENT, ROOT, SHARED
 from tests.e2e import cluster, controlplane
 from tests.fixtures.policies import kinds
-from webhook import accelerators, admission, config, engine, quantity, workloads
+from webhook import accelerators, admission, config, engine, kind_table, quantity
 from webhook.cli import load_manifests
 
 CORPUS = SHARED / "corpus"
@@ -117,7 +117,7 @@ def corpus_files() -> list[Any]:
     files = [path for root in (CORPUS, PROBES) for path in sorted(root.rglob("*"))
              if path.suffix in (".yaml", ".yml", ".json")
              and relative(path).split("/")[0] not in NOT_MANIFESTS]
-    files += [KIND_TABLE / f"{spec.group or 'core'}/{spec.kind}.yaml" for spec in workloads.KINDS
+    files += [KIND_TABLE / f"{spec.group or 'core'}/{spec.kind}.yaml" for spec in kind_table.KINDS
               if spec.group not in NO_CRD]
     return [pytest.param(path, id=relative(path)) for path in files]
 
@@ -133,7 +133,7 @@ def relative(path: Path) -> str:
 def kind_table_object(path: Path) -> dict[str, Any]:
     """A GPU object of one kind of the table, as the policy unit tests build it."""
     group, kind = path.parts[1], path.stem
-    spec = workloads.lookup("" if group == "core" else group, kind)
+    spec = kind_table.lookup("" if group == "core" else group, kind)
     assert spec is not None, path
     pod = factories.pod_spec(
         factories.container("trainer", limits={**factories.GPU, **factories.LIMITED}),
@@ -195,7 +195,7 @@ def prepare(path: Path, workdir: Path) -> Manifest:
         if api_version in REWRITES:
             obj["apiVersion"], reason = REWRITES[api_version]
             manifest.rewritten.append(f"{label}: {api_version} -> {obj['apiVersion']} ({reason})")
-        if (group := workloads.group_of(obj["apiVersion"])) in NO_CRD:
+        if (group := kind_table.group_of(obj["apiVersion"])) in NO_CRD:
             manifest.left_out.append(f"{label}: {NO_CRD[group]}")
             continue
         if kind == "LeaderWorkerSet" and isinstance(network := obj["spec"].get("networkConfig"),
@@ -215,7 +215,7 @@ def prepare(path: Path, workdir: Path) -> Manifest:
 
 def crd_file(obj: dict[str, Any]) -> str | None:
     api_version = str(obj["apiVersion"])
-    group, version = workloads.group_of(api_version), api_version.rpartition("/")[2]
+    group, version = kind_table.group_of(api_version), api_version.rpartition("/")[2]
     if group in BUILT_IN_GROUPS:
         return None
     key = (group, str(obj["kind"]))
@@ -274,7 +274,7 @@ def pruned(stored: dict[str, Any], patch: list[dict[str, Any]]) -> list[str]:
 
 def untolerated(obj: dict[str, Any]) -> list[str]:
     """Accelerators of the object's pod specs whose taint the pod spec does not tolerate."""
-    view = workloads.view(obj)
+    view = kind_table.view(obj)
     return [f"{pod.pointer}: {resource}" for pod in view.pods
             for resource in accelerators.pod_accelerators(pod, accelerators.DEFAULT_ACCELERATORS)
             if not pod.tolerates(resource)]
@@ -361,7 +361,7 @@ def json_objects(text: str) -> Iterator[dict[str, Any]]:
 
 def resource(obj: dict[str, Any]) -> str:
     """`Kind.version.group/name`: unambiguous for kubectl (two `Job` kinds in the corpus)."""
-    group = workloads.group_of(obj["apiVersion"])
+    group = kind_table.group_of(obj["apiVersion"])
     version = obj["apiVersion"].rpartition("/")[2]
     return f"{obj['kind']}.{version}.{group}/{obj['metadata']['name']}".replace("..", ".")
 
@@ -430,7 +430,7 @@ def generated(message: str, obj: dict[str, Any]) -> str:
 
 
 def workload_kind(obj: dict[str, Any]) -> bool:
-    return workloads.lookup(workloads.group_of(obj["apiVersion"]), obj["kind"]) is not None
+    return kind_table.lookup(kind_table.group_of(obj["apiVersion"]), obj["kind"]) is not None
 
 
 # -- the tests -------------------------------------------------------------------------
@@ -467,8 +467,8 @@ def test_stored_object_keeps_mlgate_s_mutations_and_tolerates_its_accelerators(
             problems += [f"{where}: pruned or changed: {lost}"
                          for lost in pruned(stored, check["patch"])]
             problems += [f"{where}: not tolerated: {miss}" for miss in untolerated(stored)]
-            expected = workloads.view(json.loads(json.dumps(obj)))
-            if len(workloads.view(stored).pods) != len(expected.pods):
+            expected = kind_table.view(json.loads(json.dumps(obj)))
+            if len(kind_table.view(stored).pods) != len(expected.pods):
                 problems.append(f"{where}: pod specs lost in storage")
             # What the API server stored (defaulted, normalised, pruned) needs nothing more
             # from mlgate: a reinvocation would be a no-op, not a patch loop.

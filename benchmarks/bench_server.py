@@ -29,8 +29,9 @@ def main() -> None:
         data_dir = None
     else:
         logs.configure("info", open(Path(data_dir) / "server.log", "a"))  # noqa: SIM115
-    uv = server.build(Runtime(config_path), Path(cert), Path(key), "127.0.0.1", port,
-                      data_dir=data_dir)
+    runtime = Runtime(config_path)
+    runtime.load()
+    uv = server.build(runtime, Path(cert), Path(key), "127.0.0.1", port, data_dir=data_dir)
     app = uv.config.app
 
     @app.post("/floor")

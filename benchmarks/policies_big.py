@@ -124,9 +124,10 @@ def per_policy(eng: engine.Engine, obj: dict[str, Any], runs: int) -> dict[str, 
         samples = []
         for _ in range(runs):
             view = kind_table.view(copy.deepcopy(obj), context=workloads.Context(namespace="ml"))
-            method = active.policy.mutate if active.phase == "mutate" else active.policy.validate
+            policy = active.policy
+            method = policy.mutate if active.phase == "mutate" else policy.validate  # type: ignore[union-attr]
             started = time.perf_counter()
-            result = method(view, active.params)
+            result = method(view)
             if result is not None and active.phase == "validate":
                 list(result)
             samples.append(time.perf_counter() - started)

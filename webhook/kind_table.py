@@ -21,12 +21,7 @@ JSON = workloads.JSON
 Pods = Iterator[workloads.PodSpecView]  # what a finder yields: every pod spec of an object
 
 
-def _dict(value: Any) -> JSON | None:
-    return value if isinstance(value, dict) else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+_dict, _list = workloads.as_dict, workloads.as_list
 
 
 def _count(value: Any, default: int = 1) -> int:

@@ -44,17 +44,14 @@ def pointer(*tokens: str | int) -> str:
     return "".join("/" + escape(str(t)) for t in tokens)
 
 
-def _dict(value: Any) -> JSON | None:
+def as_dict(value: Any) -> JSON | None:
+    """The value if it is a JSON object, else None: objects may be malformed anywhere."""
     return value if isinstance(value, dict) else None
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """The value if it is a JSON array, else []."""
     return value if isinstance(value, list) else []
-
-
-def _count(value: Any, default: int = 1) -> int:
-    is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return value if is_count else default
 
 
 @dataclass
@@ -140,12 +137,12 @@ class PodSpecView:
     @property
     def labels(self) -> JSON:
         meta = self._metadata(create=False)
-        return _dict(meta.get("labels")) or {} if meta is not None else {}
+        return as_dict(meta.get("labels")) or {} if meta is not None else {}
 
     @property
     def annotations(self) -> JSON:
         meta = self._metadata(create=False)
-        return _dict(meta.get("annotations")) or {} if meta is not None else {}
+        return as_dict(meta.get("annotations")) or {} if meta is not None else {}
 
     # -- editing ---------------------------------------------------------------
     def _metadata(self, create: bool) -> JSON | None:
@@ -177,7 +174,7 @@ class PodSpecView:
         return value
 
     def tolerates(self, key: str, effect: str = "NoSchedule") -> bool:
-        for toleration in _list(self.spec.get("tolerations")):
+        for toleration in as_list(self.spec.get("tolerations")):
             if not isinstance(toleration, dict):
                 continue
             t_key = toleration.get("key") or ""
@@ -222,7 +219,7 @@ class Workload:
 
     @property
     def metadata(self) -> JSON:
-        return _dict(self.obj.get("metadata")) or {}
+        return as_dict(self.obj.get("metadata")) or {}
 
     @property
     def name(self) -> str:
@@ -235,11 +232,11 @@ class Workload:
 
     @property
     def labels(self) -> JSON:
-        return _dict(self.metadata.get("labels")) or {}
+        return as_dict(self.metadata.get("labels")) or {}
 
     @property
     def annotations(self) -> JSON:
-        return _dict(self.metadata.get("annotations")) or {}
+        return as_dict(self.metadata.get("annotations")) or {}
 
     @property
     def total_pods(self) -> int:

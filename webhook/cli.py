@@ -125,7 +125,8 @@ async def _check(eng: engine.Engine, files: list[Path], namespace: str) -> list[
                 "verdict": "skipped" if skipped else ("allowed" if allowed else "denied"),
                 "skipped": skipped,
                 "violations": [f.message for f in mutated.findings + validated.findings
-                               if f.mode == "enforce" and not f.preexisting],
+                               if f.mode == "enforce" and not f.preexisting
+                               and not f.exception],
                 "warnings": mutated.warnings + validated.warnings,
                 "patch": mutated.patch,
                 "mutated_by": mutated.mutated_by,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests import factories
 from tests.factories import container, pod, pod_spec
@@ -54,7 +56,6 @@ def validate(obj: dict[str, Any], **top: Any) -> Any:
 ])
 def test_bad_exceptions_are_load_errors_naming_the_key_path(
         tmp_path: Path, entry: dict[str, Any], message: str) -> None:
-    import yaml
     path = tmp_path / "mlgate.yaml"
     path.write_text(yaml.safe_dump({"exceptions": {"legacy": entry}}))
     with pytest.raises(errors.ConfigError) as caught:
@@ -178,3 +179,14 @@ def test_summary_lists_exceptions_expiring_within_14_days() -> None:
     assert [(r["name"], r["state"]) for r in rows] == [
         ("gone", "expired"), ("soon", "expiring"), ("later", "active")]
     assert rows[1]["days_left"] in (6, 7) and rows[1]["owner"] == "team-a"
+
+
+def test_the_readme_example_is_a_valid_configuration() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Exceptions", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    cfg = config.from_mapping(yaml.safe_load(block.group(1)), environ={})
+    assert cfg.exceptions["legacy-trainer"].until == "2026-12-31"
+    assert cfg.exceptions["legacy-trainer"].covers(
+        "", "Pod", "team-a", "legacy-train-0", {"app": "legacy-train"})

@@ -213,8 +213,12 @@ class Engine:
             if live:
                 name, entry = live[0]
                 finding.exception = name
-                finding.message += (f" [allowed by exception {name} (owner {entry.owner}, "
-                                    f"expires {entry.until})]")
+                # Right after the policy tag: a warning is cut at 256 characters, and the
+                # exception must survive the cut.
+                tag = f"[{finding.policy}] "
+                rest = finding.message.removeprefix(tag)
+                finding.message = (f"{tag}allowed by exception {name} (owner {entry.owner}, "
+                                   f"expires {entry.until}): {rest}")
                 if name not in decision.exceptions:
                     decision.exceptions.append(name)
             elif covering:

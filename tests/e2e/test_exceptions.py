@@ -34,9 +34,9 @@ def test_an_exception_lets_a_pod_through_until_it_expires(gate: Mlgate, namespac
     assert "pod/legacy-train created" in allowed.stdout
     warnings = [line for line in allowed.stderr.splitlines() if line.startswith("Warning:")]
     assert warnings, allowed.stderr
-    assert all("[require-limits]" in line and 'container "trainer"' in line
-               and f"[allowed by exception legacy-trainer (owner team-a@example.com, "
-                  f"expires {NEXT_WEEK})]" in line for line in warnings), allowed.stderr
+    assert all(f"[require-limits] allowed by exception legacy-trainer (owner "
+               f"team-a@example.com, expires {NEXT_WEEK}): Pod {namespace}/legacy-train" in line
+               and 'container "trainer"' in line for line in warnings), allowed.stderr
 
     # The same Pod under the exception that expired yesterday: denied, naming it.
     denied = apply(gate, namespace, pod("old-train", NO_LIMITS))

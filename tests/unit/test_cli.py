@@ -132,9 +132,9 @@ def test_check_shows_the_exception_that_let_a_resource_through(
     code, out, _ = run(capsys, "check", "--config", str(cfg), "-f", str(path))
     assert code == 0, out
     assert "Pod bad: ALLOWED" in out
-    assert ("warn: [require-limits] Pod ml/bad /spec container \"nolimits\": no cpu limit "
-            "(set resources.limits.cpu, e.g. cpu: 500m) [allowed by exception legacy-bad "
-            "(owner team-a, expires 2999-01-01)]") in out
+    assert ("warn: [require-limits] allowed by exception legacy-bad (owner team-a, expires "
+            "2999-01-01): Pod ml/bad /spec container \"nolimits\": no cpu limit "
+            "(set resources.limits.cpu, e.g. cpu: 500m)") in out
     assert ("  exception legacy-bad (owner team-a, expires 2999-01-01): "
             "limits come with the v2 image") in out
     code, out, _ = run(capsys, "check", "--config", str(cfg), "-f", str(path),

@@ -13,7 +13,7 @@ import yaml
 from tests import factories
 from tests.factories import container, pod, pod_spec
 from tests.unit.test_engine import build, evaluate
-from webhook import config, engine, errors, exceptions
+from webhook import admission, config, engine, errors, exceptions
 
 TODAY = dt.datetime.now(dt.UTC).date()
 NEXT_MONTH = (TODAY + dt.timedelta(days=30)).isoformat()
@@ -87,13 +87,22 @@ def test_an_exception_lets_the_findings_through_as_warnings_naming_it() -> None:
     assert decision.allowed, decision.message
     assert decision.exceptions == ["legacy"]
     assert len(decision.warnings) == 2  # no cpu limit, no memory limit
-    assert all(w.startswith('[require-limits] Pod ml/train /spec container "trainer"')
-               and w.endswith(f"[allowed by exception legacy (owner team-a, "
-                              f"expires {NEXT_MONTH})]") for w in decision.warnings)
+    assert all(w.startswith(f"[require-limits] allowed by exception legacy (owner team-a, "
+                            f'expires {NEXT_MONTH}): Pod ml/train /spec container "trainer": ')
+               for w in decision.warnings)
     record = decision.record()
     assert record["exceptions"] == ["legacy"]
     assert {v["exception"] for v in record["violations"]} == {"legacy"}
     assert decision.audit_annotations()["exceptions"] == "legacy"
+
+
+def test_the_exception_survives_the_cap_on_warning_length() -> None:
+    decision = validate(unlimited(name="train-" + "x" * 240),
+                        exceptions={"legacy": exception()})
+    capped = admission.cap_warnings(decision.warnings)
+    assert all(len(w) <= 256 and w.endswith("...") for w in capped)
+    assert all(f"allowed by exception legacy (owner team-a, expires {NEXT_MONTH})" in w
+               for w in capped)
 
 
 def test_an_expired_exception_stops_applying_and_is_named_in_the_denial() -> None:

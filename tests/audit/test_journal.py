@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.audit import records
 from webhook import config, decisions, engine, errors, metrics
-from webhook.audit import journal, report, settings, store
+from webhook.audit import client, journal, report, settings, store
 
 
 def record(uid: str, when: float, decision: str = "allowed", namespace: str = "team-a",
@@ -252,6 +253,9 @@ def test_decisions_an_exception_changed_are_journaled_and_reported(journal_url: 
         policies = {p["policy"]: p for p in built["per_policy"]}
         assert policies["require-limits"]["excepted"] == 2
         assert policies["require-limits"]["denied"] == 1
+        printed = client.table(built)
+        assert re.search(r"legacy\s+team-a\s+\S+\s+expiring \(\d+ days left\)\s+2\n", printed)
+        assert re.search(r"later\s+team-b\s+\S+\s+active\s+0\n", printed)
         page, _ = report.render_html(built, {})
         assert 'id="exceptions-expiring"' in page and "legacy (team-a) expires" in page
         assert 'id="table-excepted"' in page and "legacy-2" in page

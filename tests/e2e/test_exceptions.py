@@ -65,3 +65,28 @@ def test_an_exception_lets_a_pod_through_until_it_expires(gate: Mlgate, namespac
     assert {(a["exception"], a["policy"], a["decisions"]) for a in excepted["applied"]} == {
         ("legacy-trainer", "require-limits", 1)}
     assert [r["name"] for r in excepted["recent"]] == ["legacy-train"]
+
+
+def test_with_the_annotation_option_only_objects_naming_the_exception_get_it(
+        gate: Mlgate, namespace: str) -> None:
+    config = yaml.safe_load(gate.config_file.read_text())
+    config["exceptions"] = {"legacy-trainer": exception(namespace, ["legacy-*"], NEXT_WEEK)}
+    config["exceptionsRequireAnnotation"] = True
+    gate.configure(config)
+
+    plain = apply(gate, namespace, pod("legacy-plain", NO_LIMITS))
+    assert plain.returncode == 1 and "[require-limits]" in plain.stderr
+    assert "allowed by exception" not in plain.stderr
+
+    annotated = pod("legacy-named", NO_LIMITS)
+    annotated["metadata"]["annotations"] = {"mlgate.io/exception": "legacy-trainer"}
+    allowed = apply(gate, namespace, annotated, check=True)
+    assert "pod/legacy-named created" in allowed.stdout
+    assert "allowed by exception legacy-trainer" in allowed.stderr
+
+    typo = pod("legacy-typo", NO_LIMITS)
+    typo["metadata"]["annotations"] = {"mlgate.io/exception": "legacy-trainr"}
+    refused = apply(gate, namespace, typo)
+    assert refused.returncode == 1
+    assert ("annotation mlgate.io/exception names legacy-trainr, which is not a configured "
+            "exception (configured: legacy-trainer)") in refused.stderr, refused.stderr

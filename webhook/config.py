@@ -137,9 +137,10 @@ def _set_path(target: dict[str, Any], keys: list[str], value: Any) -> None:
     for index, key in enumerate(keys):
         existing = next((k for k in target if _normal(k) == _normal(key)), None)
         if existing is None:
-            # Field names are camelCase; policy names are kebab-case.
-            parent_is_policies = index > 0 and _normal(keys[index - 1]) == "policies"
-            if parent_is_policies:
+            # Field names are camelCase; policy and exception names are kebab-case.
+            parent_is_named = index > 0 and _normal(keys[index - 1]) in ("policies",
+                                                                           "exceptions")
+            if parent_is_named:
                 existing = key.lower().replace("_", "-")
             else:
                 head, *rest = key.lower().split("_")

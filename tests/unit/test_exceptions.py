@@ -81,6 +81,12 @@ def test_expires_reads_yaml_dates_and_times(tmp_path: Path) -> None:
     assert cfg.exceptions["b"].until == "2030-01-31T16:30:00Z"
 
 
+def test_the_environment_can_move_an_expiry() -> None:
+    cfg = config.from_mapping({"exceptions": {"legacy-trainer": exception()}}, environ={
+        "MLGATE_EXCEPTIONS__LEGACY_TRAINER__EXPIRES": "2031-05-01"})
+    assert cfg.exceptions["legacy-trainer"].until == "2031-05-01"
+
+
 # -- evaluation --------------------------------------------------------------------------
 def test_an_exception_lets_the_findings_through_as_warnings_naming_it() -> None:
     decision = validate(unlimited(), exceptions={"legacy": exception()})

@@ -125,12 +125,20 @@ async def _check(eng: engine.Engine, files: list[Path], namespace: str) -> list[
                 "verdict": "skipped" if skipped else ("allowed" if allowed else "denied"),
                 "skipped": skipped,
                 "violations": [f.message for f in mutated.findings + validated.findings
-                               if f.mode == "enforce" and not f.preexisting],
+                               if f.mode == "enforce" and not f.preexisting
+                               and not f.exception],
                 "warnings": mutated.warnings + validated.warnings,
                 "patch": mutated.patch,
                 "mutated_by": mutated.mutated_by,
+                "exceptions": [_exception(eng, name) for name in dict.fromkeys(
+                    mutated.exceptions + validated.exceptions)],
             })
     return results
+
+
+def _exception(eng: engine.Engine, name: str) -> dict[str, str]:
+    entry = eng.config.exceptions[name]
+    return {"name": name, "owner": entry.owner, "expires": entry.until, "reason": entry.reason}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -154,6 +162,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  deny: {violation}")
             for warning in result["warnings"]:
                 print(f"  warn: {warning}")
+            for used in result["exceptions"]:
+                print(f"  exception {used['name']} (owner {used['owner']}, expires "
+                      f"{used['expires']}): {used['reason']}")
             if result["patch"]:
                 print(f"  patch ({', '.join(result['mutated_by'])}):")
                 for op in result["patch"]:

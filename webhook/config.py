@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from webhook import errors, kind_table, schema, workloads
+from webhook import errors, exceptions, kind_table, schema, workloads
 from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
 
@@ -95,6 +95,9 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
 }
 
 
+PolicyExceptions = dict[str, exceptions.PolicyException]  # (a field below is named exceptions)
+
+
 class Config(schema.Model):
     exemptions: Exemptions = Field(default_factory=Exemptions)
     policyPaths: list[str] = []
@@ -106,6 +109,8 @@ class Config(schema.Model):
         default_factory=registry_settings.Registries)
     journal: audit_settings.JournalSettings = Field(default_factory=audit_settings.JournalSettings)
     audit: audit_settings.AuditSettings = Field(default_factory=audit_settings.AuditSettings)
+    exceptions: PolicyExceptions = {}  # named, with owner and expiry
+    exceptionsRequireAnnotation: bool = False  # apply only where mlgate.io/exception names one
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -132,9 +137,10 @@ def _set_path(target: dict[str, Any], keys: list[str], value: Any) -> None:
     for index, key in enumerate(keys):
         existing = next((k for k in target if _normal(k) == _normal(key)), None)
         if existing is None:
-            # Field names are camelCase; policy names are kebab-case.
-            parent_is_policies = index > 0 and _normal(keys[index - 1]) == "policies"
-            if parent_is_policies:
+            # Field names are camelCase; policy and exception names are kebab-case.
+            parent_is_named = index > 0 and _normal(keys[index - 1]) in ("policies",
+                                                                           "exceptions")
+            if parent_is_named:
                 existing = key.lower().replace("_", "-")
             else:
                 head, *rest = key.lower().split("_")
@@ -182,9 +188,16 @@ def from_mapping(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         policies[str(name)] = settings
     data["policies"] = policies
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise errors.ConfigError(describe(exc)) from exc
+    problems = exceptions.check_policies(cfg.exceptions, cfg.policies)
+    problems += [f"exceptions.{name}: a name must not contain a comma or spaces (the "
+                 f"{exceptions.ANNOTATION} annotation lists names separated by commas)"
+                 for name in cfg.exceptions if not name or "," in name or " " in name]
+    if problems:
+        raise errors.ConfigError("; ".join(problems))
+    return cfg
 
 
 def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:

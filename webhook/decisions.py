@@ -29,6 +29,7 @@ class FindingRecord(TypedDict):
     message: str
     error: bool
     preexisting: bool
+    exception: str  # the exception that let this finding through ("" if none)
 
 
 class DecisionRecord(TypedDict):
@@ -50,6 +51,7 @@ class DecisionRecord(TypedDict):
     message: str
     violations: list[FindingRecord]
     mutated_by: list[str]
+    exceptions: list[str]  # the exceptions that changed this decision
     warnings: list[str]
     skipped: str
     duration_ms: float
@@ -66,11 +68,12 @@ class Finding:
     container: str | None = None
     error: bool = False
     preexisting: bool = False  # present in oldObject already (UPDATE)
+    exception: str = ""  # the exception that lets this finding through: it denies nothing
 
     def record(self) -> FindingRecord:
         return {"policy": self.policy, "mode": self.mode, "path": self.path,
                 "container": self.container, "message": self.message, "error": self.error,
-                "preexisting": self.preexisting}
+                "preexisting": self.preexisting, "exception": self.exception}
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     mutated_by: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)  # that let a finding through
     evaluated: list[tuple[str, str]] = field(default_factory=list)  # (policy, mode) that ran
     skipped: str = ""  # why nothing was evaluated (exempt, unknown kind, ...)
     started: float = field(default_factory=time.time)
@@ -119,6 +123,8 @@ class Decision:
             annotations["violated-policies"] = ",".join(violated)
         if self.mutated_by:
             annotations["mutated-by"] = ",".join(self.mutated_by)
+        if self.exceptions:
+            annotations["exceptions"] = ",".join(self.exceptions)
         return annotations
 
     def record(self) -> DecisionRecord:
@@ -130,7 +136,8 @@ class Decision:
             "groups": list(self.groups), "dry_run": self.dry_run, "allowed": self.allowed,
             "decision": self.verdict, "message": self.message,
             "violations": [f.record() for f in self.findings],
-            "mutated_by": list(self.mutated_by), "warnings": list(self.warnings),
+            "mutated_by": list(self.mutated_by), "exceptions": list(self.exceptions),
+            "warnings": list(self.warnings),
             "skipped": self.skipped, "duration_ms": round(self.duration * 1000, 3),
         }
 

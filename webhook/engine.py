@@ -22,6 +22,7 @@ from webhook import (
     config,
     decisions,
     errors,
+    exceptions,
     invocation,
     kind_table,
     patches,
@@ -49,6 +50,7 @@ class Engine:
         self.mutating = [p for p in active if p.phase == MUTATE and p.mode != "off"]
         self.validating = [p for p in active if p.phase == VALIDATE and p.mode != "off"]
         self.mutable_kinds = set(cfg.mutateOnUpdate)
+        self.clock = time.time  # what exceptions' expiry is compared with, per request
 
     # -- building --------------------------------------------------------------
     @classmethod
@@ -161,14 +163,67 @@ class Engine:
             await self._mutate(request, context, decision, deadline)
         else:
             await self._validate(request, context, decision, deadline)
-        denials = [f for f in decision.findings if f.mode == "enforce" and not f.preexisting]
+        self._except(request, decision)
+        denials = [f for f in decision.findings
+                   if f.mode == "enforce" and not f.preexisting and not f.exception]
         if denials:
             decision.allowed = False
             decision.patch = []
             decision.message = "\n".join(f.message for f in denials)
         for finding in decision.findings:
-            if finding.mode == "warn" or (finding.mode == "enforce" and finding.preexisting):
+            if finding.mode == "warn" or (finding.mode == "enforce"
+                                          and (finding.preexisting or bool(finding.exception))):
                 decision.warnings.append(finding.message)
+
+    def _except(self, request: admission.Request, decision: decisions.Decision) -> None:
+        """Let the findings an unexpired exception covers through, naming the exception.
+
+        Violations only: a policy failure keeps its failure mode, and mutations are never
+        excepted. An expired exception that would have covered a finding is named in it.
+        """
+        meta = _mapping((request.object or {}).get("metadata"))
+        annotations, labels = _mapping(meta.get("annotations")), _mapping(meta.get("labels"))
+        configured = self.config.exceptions
+        named = exceptions.annotated(annotations)
+        unknown = [name for name in named if name not in configured]
+        if unknown and decision.phase == VALIDATE:
+            decision.warnings.append(
+                f"{decision.kind} {decision.name or '(unnamed)'}: annotation "
+                f"{exceptions.ANNOTATION} names {', '.join(unknown)}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not a configured exception "
+                f"(configured: {', '.join(sorted(configured)) or 'none'}); it lets nothing "
+                f"through")
+        if not configured or not decision.findings:
+            return
+        candidates = [
+            (name, entry) for name, entry in configured.items()
+            if (not self.config.exceptionsRequireAnnotation or name in named)
+            and entry.covers(request.group, request.kind,
+                             request.namespace or str(meta.get("namespace") or ""),
+                             decision.name, labels)]
+        now = self.clock()
+        for finding in decision.findings:
+            if finding.error:
+                continue
+            covering = [(name, entry) for name, entry in candidates
+                        if finding.policy in entry.policies
+                        and entry.covers_container(finding.container)]
+            live = [(name, entry) for name, entry in covering
+                    if not entry.expired(now)]
+            if live:
+                name, entry = live[0]
+                finding.exception = name
+                # Right after the policy tag: a warning is cut at 256 characters, and the
+                # exception must survive the cut.
+                tag = f"[{finding.policy}] "
+                rest = finding.message.removeprefix(tag)
+                finding.message = (f"{tag}allowed by exception {name} (owner {entry.owner}, "
+                                   f"expires {entry.until}): {rest}")
+                if name not in decision.exceptions:
+                    decision.exceptions.append(name)
+            elif covering:
+                name, entry = covering[0]
+                finding.message += f" [exception {name} expired {entry.until}]"
 
     async def _mutate(self, request: admission.Request, context: workloads.Context,
                       decision: decisions.Decision, deadline: float) -> None:
@@ -281,6 +336,10 @@ def _key(finding: decisions.Finding) -> tuple[str, str | None, str]:
     # Compare by policy, container and message without the pointer, which shifts when
     # containers are reordered; the message names the pod path and the container.
     return finding.policy, finding.container, finding.message
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _object_name(obj: Any) -> str:

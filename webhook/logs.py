@@ -76,6 +76,7 @@ def decision_fields(decision: Any) -> dict[str, Any]:
         "duration_ms": round(decision.duration * 1000, 3),
         "policies": sorted({f.policy for f in decision.findings}),
         "mutated_by": list(decision.mutated_by),
+        "exceptions": list(decision.exceptions),
     }
 
 

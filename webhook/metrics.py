@@ -27,8 +27,8 @@ DURATION = Histogram(
     "mlgate_admission_duration_seconds", "Time to evaluate one admission request, by endpoint "
     "and decision.", ["endpoint", "decision"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 POLICY_EVALUATIONS = Counter(
-    "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, mutated, "
-    "error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)
+    "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, excepted, "
+    "mutated, error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)
 POLICY_ERRORS = Counter(
     "mlgate_policy_errors", "Policies that raised or timed out, by policy.", ["policy"],
     registry=REGISTRY)
@@ -65,6 +65,8 @@ def _policy_result(policy: str, decision: Any) -> str:
     found = [f for f in decision.findings if f.policy == policy]
     if any(f.error for f in found):
         return "error"
+    if found and all(f.exception for f in found):
+        return "excepted"
     return "fail" if found else "pass"
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import pytest
 
 from tests.audit import records
-from webhook import decisions, engine, errors, metrics
-from webhook.audit import journal, report, settings, store
+from webhook import config, decisions, engine, errors, metrics
+from webhook.audit import client, journal, report, settings, store
 
 
 def record(uid: str, when: float, decision: str = "allowed", namespace: str = "team-a",
@@ -87,7 +88,7 @@ def test_totals_groups_and_filters(db: store.Store) -> None:
     policies = {p["policy"]: p for p in db.per_policy(recent)}
     assert policies["require-limits"]["denied"] == 2
     assert policies["gpu-limits"] == {"policy": "gpu-limits", "denied": 1, "warned": 1,
-                                      "audited": 0, "errors": 0, "mutated": 0}
+                                      "audited": 0, "errors": 0, "mutated": 0, "excepted": 0}
     assert policies["gpu-tolerations"]["mutated"] == 1
     namespaces = {n["namespace"]: n for n in db.grouped("namespace", recent)}
     assert namespaces["team-a"]["total"] == 4 and namespaces["team-b"]["denied"] == 1
@@ -150,6 +151,7 @@ def test_migration_from_an_older_schema_keeps_rows(journal_url: str) -> None:
     db.insert([record("kept", time.time())])
     with db._lock, db._transaction():  # wind back to schema 1, as an older mlgate left it
         db._execute("DROP TABLE scan_results")
+        db._execute("DROP TABLE exception_results")
         db._execute("DELETE FROM mlgate_schema WHERE version > 1")
     db.close()
     again = store.open_store(journal_url)
@@ -160,6 +162,10 @@ def test_migration_from_an_older_schema_keeps_rows(journal_url: str) -> None:
                             "api_version": "v1", "scanned_at": 1.0, "policies": ["x"],
                             "violations": []}])
         assert again.scan_results()[0]["name"] == "p"
+        excepted = record("excepted", time.time(), "warned",
+                          violations=[{**violation("require-limits"), "exception": "legacy"}])
+        again.insert([excepted])
+        assert again.exceptions_applied(store.Filters())[0]["exception"] == "legacy"
     finally:
         again.close()
 
@@ -213,5 +219,48 @@ def test_sqlite_journal_is_in_wal_mode(tmp_path) -> None:
     try:
         assert isinstance(db, store.SqliteStore)
         assert db.journal_mode() == "wal"
+    finally:
+        db.close()
+
+
+def test_decisions_an_exception_changed_are_journaled_and_reported(journal_url: str) -> None:
+    day = 86400.0
+    cfg = config.from_mapping({"exceptions": {
+        "legacy": {"policies": ["require-limits"], "match": {"names": ["legacy-*"]},
+                   "reason": "v2 image brings limits", "owner": "team-a",
+                   "expires": time.strftime("%Y-%m-%d", time.gmtime(time.time() + 10 * day))},
+        "later": {"policies": ["require-limits"], "match": {"namespaces": ["nowhere"]},
+                  "reason": "r", "owner": "team-b",
+                  "expires": time.strftime("%Y-%m-%d", time.gmtime(time.time() + 60 * day))},
+    }}, environ={})
+    eng = engine.Engine.build(cfg)
+    made = [asyncio.run(records.decide(eng, records.gpu_pod(name)))
+            for name in ("legacy-1", "legacy-2", "fresh")]
+    assert [d.verdict for d in made] == ["warned", "warned", "denied"]
+    db = store.open_store(journal_url)
+    try:
+        db.insert([d.record() for d in made])
+        window = store.Filters(since=time.time() - 3600)
+        built = report.build(db, window, exceptions=cfg.exceptions)
+        excepted = built["exceptions"]
+        assert excepted["applied"][0]["exception"] == "legacy"
+        assert excepted["applied"][0]["policy"] == "require-limits"
+        assert excepted["applied"][0]["decisions"] == 2
+        assert [r["name"] for r in excepted["recent"]] == ["legacy-2", "legacy-1"]
+        assert [r["name"] for r in excepted["expiring"]] == ["legacy"]  # within 14 days
+        assert [(r["name"], r["state"]) for r in excepted["configured"]] == [
+            ("legacy", "expiring"), ("later", "active")]
+        policies = {p["policy"]: p for p in built["per_policy"]}
+        assert policies["require-limits"]["excepted"] == 2
+        assert policies["require-limits"]["denied"] == 1
+        printed = client.table(built)
+        assert re.search(r"legacy\s+team-a\s+\S+\s+expiring \(\d+ days left\)\s+2\n", printed)
+        assert re.search(r"later\s+team-b\s+\S+\s+active\s+0\n", printed)
+        page, _ = report.render_html(built, {})
+        assert 'id="exceptions-expiring"' in page and "legacy (team-a) expires" in page
+        assert 'id="table-excepted"' in page and "legacy-2" in page
+        # Pruning takes the exception rows with their decisions.
+        assert db.prune(time.time() + 1, 1000) == 3
+        assert db.exceptions_applied(store.Filters()) == []
     finally:
         db.close()

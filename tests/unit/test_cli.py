@@ -120,3 +120,25 @@ def test_json_with_tabs_and_admission_reviews(tmp_path: Path,
     assert code == 1
     assert [(r["resource"], r["verdict"]) for r in results] == [
         ("Pod good", "allowed"), ("Pod bad", "denied")]
+
+
+def test_check_shows_the_exception_that_let_a_resource_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "mlgate.yaml"
+    cfg.write_text(yaml.safe_dump({"exceptions": {"legacy-bad": {
+        "policies": ["require-limits"], "match": {"names": ["bad"]}, "owner": "team-a",
+        "reason": "limits come with the v2 image", "expires": "2999-01-01"}}}))
+    path = write(tmp_path / "bad.yaml", BAD)
+    code, out, _ = run(capsys, "check", "--config", str(cfg), "-f", str(path))
+    assert code == 0, out
+    assert "Pod bad: ALLOWED" in out
+    assert ("warn: [require-limits] allowed by exception legacy-bad (owner team-a, expires "
+            "2999-01-01): Pod ml/bad /spec container \"nolimits\": no cpu limit "
+            "(set resources.limits.cpu, e.g. cpu: 500m)") in out
+    assert ("  exception legacy-bad (owner team-a, expires 2999-01-01): "
+            "limits come with the v2 image") in out
+    code, out, _ = run(capsys, "check", "--config", str(cfg), "-f", str(path),
+                       "--output", "json")
+    assert json.loads(out)[0]["exceptions"] == [{
+        "name": "legacy-bad", "owner": "team-a", "expires": "2999-01-01",
+        "reason": "limits come with the v2 image"}]

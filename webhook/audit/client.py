@@ -73,6 +73,15 @@ def table(report: dict[str, Any]) -> str:
                    [[v["kind"], f"{v['namespace']}/{v['name']}",
                      ",".join(sorted({f['policy'] for f in v["violations"]}))]
                     for v in report["violations"]])
+    excepted = report.get("exceptions") or {}  # absent from servers before exceptions
+    applied: dict[str, int] = {}
+    for row in excepted.get("applied", []):
+        applied[row["exception"]] = applied.get(row["exception"], 0) + row["decisions"]
+    lines += _rows("EXCEPTIONS", ["NAME", "OWNER", "EXPIRES", "STATE", "DECISIONS CHANGED"],
+                   [[r["name"], r["owner"], r["expires"],
+                     f"{r['state']} ({r['days_left']} days left)" if r["state"] == "expiring"
+                     else r["state"], applied.get(r["name"], 0)]
+                    for r in excepted.get("configured", [])])
     return "\n".join(lines).rstrip() + "\n"
 
 

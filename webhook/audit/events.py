@@ -84,7 +84,8 @@ def denial(decision: decisions.Decision) -> Item | None:
         return None
     name = decision.name or "(unnamed)"
     where = f"{decision.namespace}/{name}" if decision.namespace else name
-    policies = sorted({f.policy for f in decision.findings if f.mode == "enforce"})
+    policies = sorted({f.policy for f in decision.findings
+                       if f.mode == "enforce" and not f.exception})
     note = _note(f"{decision.kind} {where} {decision.operation} by {decision.user} denied"
                  f"{' by ' + ', '.join(policies) if policies else ''}: {decision.message}")
     # The decision has no version: the core group's is v1, other groups' stay unset.

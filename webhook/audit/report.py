@@ -1,7 +1,8 @@
 """The audit report in three shapes: JSON, one HTML page, and wgpolicyk8s.io PolicyReports.
 
 JSON (`build`) answers: totals, per policy, per namespace, per user, the latest denials,
-and the violations the cluster scan found. HTML renders the same data with inline SVG
+the violations the cluster scan found, and the configured exceptions (those expiring within
+14 days apart) with the decisions they changed. HTML renders the same data with inline SVG
 charts (denials over time, denials per policy), sortable tables and the filters as a
 form: no external scripts, styles or fonts, and a Content-Security-Policy that forbids
 them. PolicyReports (`policy_reports`) carry the scan's current results in the format
@@ -16,9 +17,11 @@ import datetime as dt
 import html
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from webhook import exceptions as exceptions_module
 from webhook import schema
 from webhook.audit import store as store_module
 
@@ -97,8 +100,10 @@ def _fill(points: list[dict[str, Any]], minutes: int) -> list[dict[str, Any]]:
 
 
 def build(store: store_module.Store, filters: store_module.Filters,
-          scan: dict[str, Any] | None = None, now: float | None = None) -> dict[str, Any]:
-    """The JSON report."""
+          scan: dict[str, Any] | None = None, now: float | None = None,
+          exceptions: Mapping[str, exceptions_module.PolicyException] | None = None,
+          ) -> dict[str, Any]:
+    """The JSON report. `exceptions`: the configured ones, to list with their expiry."""
     now = time.time() if now is None else now
     minutes = bucket_minutes(filters, now)
     denied = store_module.Filters(**{**filters.__dict__, "decision": "denied"})
@@ -121,6 +126,21 @@ def build(store: store_module.Store, filters: store_module.Filters,
         "recent_denials": [record for _, record in recent],
         "violations": violations,
         "scan": scan,
+        "exceptions": _exceptions(store, filters, exceptions or {}, now),
+    }
+
+
+def _exceptions(store: store_module.Store, filters: store_module.Filters,
+                configured: Mapping[str, exceptions_module.PolicyException],
+                now: float) -> dict[str, Any]:
+    """The configured exceptions (expiring within 14 days listed apart) and what they let
+    through in the report's window."""
+    listed = exceptions_module.summary(configured, now)
+    return {
+        "configured": listed,
+        "expiring": [row for row in listed if row["state"] == "expiring"],
+        "applied": store.exceptions_applied(filters),
+        "recent": store.excepted_records(filters, RECENT),
     }
 
 
@@ -287,9 +307,10 @@ def render_html(report: dict[str, Any], query: dict[str, str]) -> tuple[str, str
                     f'{name}</div>' for name in ("total", *store_module.DECISIONS))
     per_policy = _table("table-policies", [("policy", "text"), ("denied", "num"),
                                            ("warned", "num"), ("audited", "num"),
-                                           ("mutated", "num"), ("errors", "num")],
-                        [[p["policy"], p["denied"], p["warned"], p["audited"], p["mutated"],
-                          p["errors"]] for p in report["per_policy"]])
+                                           ("excepted", "num"), ("mutated", "num"),
+                                           ("errors", "num")],
+                        [[p["policy"], p["denied"], p["warned"], p["audited"], p["excepted"],
+                          p["mutated"], p["errors"]] for p in report["per_policy"]])
     count_columns = [("total", "num"), *((d, "num") for d in store_module.DECISIONS)]
 
     def counts(row: dict[str, Any]) -> list[Any]:
@@ -310,6 +331,23 @@ def render_html(report: dict[str, Any], query: dict[str, str]) -> tuple[str, str
                                              ("mode", "text"), ("message", "msg")],
                         [[v["kind"], v["namespace"], v["name"], f["policy"], f["mode"],
                           f["message"]] for v in report["violations"] for f in v["violations"]])
+    excepted = report["exceptions"]
+    configured = _table("table-exceptions", [
+        ("exception", "text"), ("policies", "text"), ("owner", "text"), ("reason", "msg"),
+        ("expires", "text"), ("state", "text"), ("days left", "num")],
+        [[r["name"], ", ".join(r["policies"]), r["owner"], r["reason"], r["expires"],
+          r["state"], r["days_left"]] for r in excepted["configured"]])
+    expiring = "".join(
+        f'<li class="expiring">{_e(r["name"])} ({_e(r["owner"])}) expires {_e(r["expires"])}, '
+        f'in {r["days_left"]} days</li>' for r in excepted["expiring"])
+    expiring_note = (f'<ul id="exceptions-expiring">{expiring}</ul>' if expiring else
+                     f'<p class="empty">No exception expires within '
+                     f'{exceptions_module.EXPIRING_DAYS} days.</p>')
+    applied = _table("table-excepted", [("time", "time"), ("kind", "text"),
+                                         ("namespace", "text"), ("name", "text"),
+                                         ("user", "text"), ("exceptions", "text")],
+                     [[r["time"], r["kind"], r["namespace"], r["name"], r["user"],
+                       ", ".join(r.get("exceptions", []))] for r in excepted["recent"]])
     scan = report.get("scan")
     scan_note = ("The cluster scan is off (audit.scan.enabled)." if scan is None else
                  f"Last scan {_iso(scan['started'])}: {scan['objects']} objects, "
@@ -335,6 +373,8 @@ def render_html(report: dict[str, Any], query: dict[str, str]) -> tuple[str, str
 <div class="grid"><section><h2>Namespaces</h2>{per_namespace}</section>
 <section><h2>Users</h2>{per_user}</section></div>
 <section><h2>Latest denials</h2>{denials}</section>
+<section><h2>Exceptions</h2>{expiring_note}{configured}
+<h2>Latest decisions an exception changed</h2>{applied}</section>
 <section><h2>Running workloads that violate policies</h2><p>{_e(scan_note)}</p>{violations}
 </section>
 </main><script nonce="{nonce}">{SCRIPT}</script></body></html>"""

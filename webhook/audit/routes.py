@@ -84,7 +84,8 @@ class Endpoints:
             return _problem(str(exc), 400)
         scanner = self.audit.scanner
         last = scanner.last.record() if scanner and scanner.last else None
-        built = await asyncio.to_thread(report.build, db, filters, last)
+        built = await asyncio.to_thread(report.build, db, filters, last, None,
+                                        self.audit.runtime.engine.config.exceptions)
         if shape == "json":
             return _json(built)
         page, csp = report.render_html(built, query)

@@ -163,7 +163,8 @@ class Scanner:
             return None
         policies = [name for name, _mode in decision.evaluated]
         violations = [{"policy": f.policy, "mode": f.mode, "message": f.message, "path": f.path,
-                       "container": f.container, "error": f.error} for f in decision.findings]
+                       "container": f.container, "error": f.error}
+                      for f in decision.findings if not f.exception]  # excepted: not failing
         return {"group": spec.group, "kind": spec.kind, "namespace": request.namespace,
                 "name": request.name, "api_version": str(obj.get("apiVersion")),
                 "uid": str((obj.get("metadata") or {}).get("uid") or ""),

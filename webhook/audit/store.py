@@ -28,7 +28,7 @@ import orjson
 from webhook import decisions, errors
 
 DECISIONS: tuple[str, ...] = typing.get_args(decisions.Verdict)
-OUTCOMES = ("violation", "error", "mutation")
+OUTCOMES = ("violation", "excepted", "error", "mutation")
 
 # Each migration: (version, statements). `{id}` and `{float}` are the dialect's types.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -55,12 +55,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             failing INTEGER NOT NULL, PRIMARY KEY (grp, kind, namespace, name))""",
         "CREATE INDEX scan_results_failing ON scan_results (failing, namespace)",
     )),
+    (3, (
+        """CREATE TABLE exception_results (
+            decision_id BIGINT NOT NULL, time {float} NOT NULL, exception TEXT NOT NULL,
+            policy TEXT NOT NULL)""",
+        "CREATE INDEX exception_results_decision ON exception_results (decision_id)",
+        "CREATE INDEX exception_results_time ON exception_results (time)",
+    )),
 )
 LATEST = MIGRATIONS[-1][0]
 DECISION_COLUMNS = ("id", "time", "minute", "uid", "phase", "operation", "grp", "kind",
                     "namespace", "name", "username", "decision", "allowed", "dry_run",
                     "duration_ms", "record")
 RESULT_COLUMNS = ("decision_id", "time", "policy", "outcome", "mode")
+EXCEPTION_COLUMNS = ("decision_id", "time", "exception", "policy")
 MAX_PARAMETERS = 30_000  # per statement; SQLite allows 32766, PostgreSQL 65535
 
 
@@ -97,11 +105,23 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _outcome(finding: decisions.FindingRecord) -> str:
+    if finding.get("error"):
+        return "error"
+    return "excepted" if finding.get("exception") else "violation"
+
+
 def _policy_rows(record: decisions.DecisionRecord) -> list[tuple[str, str, str]]:
-    rows = [(str(v.get("policy", "")), "error" if v.get("error") else "violation",
-             str(v.get("mode", ""))) for v in record.get("violations", [])]
+    rows = [(str(v.get("policy", "")), _outcome(v), str(v.get("mode", "")))
+            for v in record.get("violations", [])]
     rows += [(str(name), "mutation", "enforce") for name in record.get("mutated_by", [])]
     return rows
+
+
+def _exception_rows(record: decisions.DecisionRecord) -> set[tuple[str, str]]:
+    """(exception, policy) pairs: which exception let which policy's findings through."""
+    return {(str(v["exception"]), str(v.get("policy", "")))
+            for v in record.get("violations", []) if v.get("exception")}
 
 
 class Store:
@@ -169,6 +189,7 @@ class Store:
             return
         decisions: list[tuple[Any, ...]] = []
         results: list[tuple[Any, ...]] = []
+        excepted: list[tuple[Any, ...]] = []
         with self._lock, self._transaction():
             ids = self._reserve_ids(len(records))
             for decision_id, record in zip(ids, records, strict=True):
@@ -181,8 +202,11 @@ class Store:
                     orjson.dumps(record, default=str).decode()))
                 results += [(decision_id, when, policy, outcome, mode)
                             for policy, outcome, mode in _policy_rows(record)]
+                excepted += [(decision_id, when, exception, policy)
+                             for exception, policy in sorted(_exception_rows(record))]
             self._insert_rows("decisions", DECISION_COLUMNS, decisions)
             self._insert_rows("policy_results", RESULT_COLUMNS, results)
+            self._insert_rows("exception_results", EXCEPTION_COLUMNS, excepted)
 
     def _insert_rows(self, table: str, columns: tuple[str, ...],
                      rows: list[tuple[Any, ...]]) -> None:
@@ -207,6 +231,7 @@ class Store:
             count = int(self._execute("SELECT COUNT(*) FROM decisions WHERE id <= ?",
                                       (floor_id,))[0][0])
             self._execute("DELETE FROM policy_results WHERE decision_id <= ?", (floor_id,))
+            self._execute("DELETE FROM exception_results WHERE decision_id <= ?", (floor_id,))
             self._execute("DELETE FROM decisions WHERE id <= ?", (floor_id,))
             return count
 
@@ -245,10 +270,12 @@ class Store:
                 continue
             entry = by_policy.setdefault(str(policy), {
                 "policy": str(policy), "denied": 0, "warned": 0, "audited": 0, "errors": 0,
-                "mutated": 0})
+                "mutated": 0, "excepted": 0})
             count = int(count)
             if outcome == "mutation":
                 entry["mutated"] += count
+            elif outcome == "excepted":
+                entry["excepted"] += count
             elif outcome == "error":
                 entry["errors"] += count
             elif mode == "enforce":
@@ -297,6 +324,25 @@ class Store:
         rows = self._query(f"SELECT d.id, d.record FROM decisions d{where} "
                            f"ORDER BY d.id DESC LIMIT ?", [*params, limit])
         return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+    def exceptions_applied(self, filters: Filters) -> list[dict[str, Any]]:
+        """Per exception and policy: the decisions it let through, and the latest one."""
+        where, params = filters.where()
+        rows = self._query(
+            f"SELECT e.exception, e.policy, COUNT(DISTINCT e.decision_id), MAX(e.time) "
+            f"FROM exception_results e JOIN decisions d ON d.id = e.decision_id{where} "
+            f"GROUP BY e.exception, e.policy ORDER BY 3 DESC, 1, 2", params)
+        return [{"exception": str(name), "policy": str(policy), "decisions": int(count),
+                 "last": float(last)} for name, policy, count, last in rows]
+
+    def excepted_records(self, filters: Filters, limit: int) -> list[dict[str, Any]]:
+        """The newest decisions an exception changed, newest first."""
+        where, params = filters.where()
+        where += (" AND" if where else " WHERE") + (
+            " EXISTS (SELECT 1 FROM exception_results e WHERE e.decision_id = d.id)")
+        rows = self._query(f"SELECT d.record FROM decisions d{where} "
+                           f"ORDER BY d.id DESC LIMIT ?", [*params, limit])
+        return [json.loads(row[0]) for row in rows]
 
     # -- scan results ----------------------------------------------------------
     def upsert_scan(self, rows: Sequence[dict[str, Any]]) -> None:

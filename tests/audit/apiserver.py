@@ -89,7 +89,7 @@ def _handler(plane: ControlPlane, faults: Faults) -> type[BaseHTTPRequestHandler
             finally:
                 upstream.close()
 
-        do_GET = do_POST = _handle  # noqa: N815
+        do_GET = do_POST = _handle
 
     return Handler
 

@@ -3,9 +3,9 @@
 The real API server (tests/e2e/controlplane.py) answers everything else the scan and the
 token checks ask; what it cannot be made to do on demand is fail at a chosen moment: a list
 of one kind answering 500 while discovery still serves the kind, a `continue` token that
-expires (410 Gone) in the middle of a list, a TokenReview that errors. The proxy forwards
-every request to the real one with its admin identity, except the ones a test told it to
-fail. Clients talk plain HTTP to it on 127.0.0.1.
+expires (410 Gone) in the middle of a list, a TokenReview that errors or does not answer.
+The proxy forwards every request to the real one with its admin identity, except the ones
+a test told it to fail. Clients talk plain HTTP to it on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import http.client
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ EXPIRED = ("The provided continue parameter is too old to display a consistent l
 class Faults:
     fail: dict[str, int] = field(default_factory=dict)  # path -> status answered instead
     expire_continue: set[str] = field(default_factory=set)  # paths: `continue` gets 410
+    stall: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     failed: list[str] = field(default_factory=list)  # the paths answered with a fault
 
 
@@ -53,11 +55,14 @@ def _handler(plane: ControlPlane, faults: Faults) -> type[BaseHTTPRequestHandler
             pass
 
         def _answer(self, code: int, data: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up on a stalled answer
+                pass
 
         def _fault(self) -> tuple[int, bytes] | None:
             url = urlparse(self.path)
@@ -71,6 +76,7 @@ def _handler(plane: ControlPlane, faults: Faults) -> type[BaseHTTPRequestHandler
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            time.sleep(faults.stall.get(urlparse(self.path).path, 0))
             fault = self._fault()
             if fault is not None:
                 faults.failed.append(urlparse(self.path).path)
@@ -86,6 +92,8 @@ def _handler(plane: ControlPlane, faults: Faults) -> type[BaseHTTPRequestHandler
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 self._answer(response.status, response.read())
+            except OSError as exc:  # the control plane stopped while a stall went on
+                self._answer(502, _status(502, "BadGateway", str(exc)))
             finally:
                 upstream.close()
 

@@ -4,6 +4,7 @@ real kube-apiserver (tests/e2e/test_audit.py does the same through `mlgate serve
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,16 @@ def test_a_token_review_that_fails_refuses_and_is_not_cached(
         assert faults.failed == [TOKEN_REVIEWS]
         faults.fail.clear()
         assert check(authority, accounts["alice"]) == "system:serviceaccount:audit-access:alice"
+
+
+def test_a_token_review_that_does_not_answer_is_given_up(
+        kube_apiserver: ControlPlane, accounts: dict[str, str], tmp_path: Path) -> None:
+    """The TokenReview stalls (the proxy holds it on purpose): the check gives up after
+    its timeout with 401 "try again" instead of holding the reader's request."""
+    faults = apiserver.Faults(stall={TOKEN_REVIEWS: 5})
+    with apiserver.misbehaving(kube_apiserver, tmp_path, faults) as kubeconfig:
+        authority = access.KubernetesAuthority(kube.api_client(str(kubeconfig)), timeout=1)
+        started = time.monotonic()
+        status, reason = denied(authority, accounts["alice"])
+        assert time.monotonic() - started < 3
+        assert status == 401 and "try again" in reason

@@ -1,18 +1,20 @@
-"""A stand-in for kube-apiserver (none can run on these machines), for the scan and access.
+"""A proxy in front of the real kube-apiserver that misbehaves on purpose.
 
-It serves what the real API server answers to the requests the `kubernetes` client makes:
-discovery (`/api/v1`, `/apis`, `/apis/<group>/<version>`), lists of recorded objects with
-`limit`/`continue` pagination (an opaque continue token; items of built-in kinds omit
-`apiVersion`/`kind` as in real list responses), `TokenReview` and `SubjectAccessReview`,
-and 401/404 `Status` objects. Modelled on the Kubernetes API concepts documentation
-("Retrieving large results sets in chunks"). Binds 127.0.0.1 on a free port.
+The real API server (tests/e2e/controlplane.py) answers everything else the scan and the
+token checks ask; what it cannot be made to do on demand is fail at a chosen moment: a list
+of one kind answering 500 while discovery still serves the kind, a `continue` token that
+expires (410 Gone) in the middle of a list, a TokenReview that errors or does not answer.
+The proxy forwards every request to the real one with its admin identity, except the ones
+a test told it to fail. Clients talk plain HTTP to it on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import base64
+import http.client
 import json
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,118 +23,100 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-FIXTURES = Path(__file__).parent / "fixtures" / "apiserver"
-SCAN_TOKEN = "scan-token"
+from tests.e2e.controlplane import ControlPlane
+
+EXPIRED = ("The provided continue parameter is too old to display a consistent list result. "
+           "You can start a new list without the continue parameter.")
 
 
 @dataclass
-class ApiState:
-    discovery: dict[str, Any]
-    lists: dict[str, dict[str, Any]]  # path -> recorded full list
-    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> userInfo
-    allowed_users: set[str] = field(default_factory=set)
-    requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+class Faults:
+    fail: dict[str, int] = field(default_factory=dict)  # path -> status answered instead
+    expire_continue: set[str] = field(default_factory=set)  # paths: `continue` gets 410
+    stall: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
+    failed: list[str] = field(default_factory=list)  # the paths answered with a fault
 
 
-def load_state() -> ApiState:
-    discovery = json.loads((FIXTURES / "discovery.json").read_text())
-    lists = json.loads((FIXTURES / "lists.json").read_text())
-    return ApiState(discovery=discovery, lists=lists)
+def _status(code: int, reason: str, message: str) -> bytes:
+    return json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                       "status": "Failure", "message": message, "reason": reason,
+                       "code": code}).encode()
 
 
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+def _handler(plane: ControlPlane, faults: Faults) -> type[BaseHTTPRequestHandler]:
+    context = ssl.create_default_context(cafile=str(plane.pki / "ca.crt"))
+    context.load_cert_chain(str(plane.pki / "admin.crt"), str(plane.pki / "admin.key"))
+    target = urlparse(plane.server)
 
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
 
-class Handler(BaseHTTPRequestHandler):
-    state: ApiState
+        def log_message(self, *_: Any) -> None:
+            pass
 
-    def log_message(self, *_: Any) -> None:
-        pass
+        def _answer(self, code: int, data: bytes) -> None:
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up on a stalled answer
+                pass
 
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        def _fault(self) -> tuple[int, bytes] | None:
+            url = urlparse(self.path)
+            if url.path in faults.fail:
+                code = faults.fail[url.path]
+                return code, _status(code, "InternalError", "etcdserver: request timed out")
+            if url.path in faults.expire_continue and parse_qs(url.query).get("continue"):
+                return 410, _status(410, "Expired", EXPIRED)
+            return None
 
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") != f"Bearer {SCAN_TOKEN}":
-            self._send(401, _status(401, "Unauthorized", "Unauthorized"))
-            return False
-        return True
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            time.sleep(faults.stall.get(urlparse(self.path).path, 0))
+            fault = self._fault()
+            if fault is not None:
+                faults.failed.append(urlparse(self.path).path)
+                self._answer(*fault)
+                return
+            # http.client, not urllib: urllib would add a form Content-Type where the
+            # client sent none (the kubernetes client sends none for JSON)
+            headers = {name: self.headers[name] for name in ("Accept", "Content-Type")
+                       if self.headers.get(name)}
+            upstream = http.client.HTTPSConnection(target.hostname, target.port,
+                                                   context=context, timeout=30)
+            try:
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                self._answer(response.status, response.read())
+            except OSError as exc:  # the control plane stopped while a stall went on
+                self._answer(502, _status(502, "BadGateway", str(exc)))
+            finally:
+                upstream.close()
 
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        query = parse_qs(url.query)
-        self.state.requests.append(("GET", url.path, query))
-        if not self._authorized():
-            return
-        if url.path in self.state.discovery:
-            self._send(200, self.state.discovery[url.path])
-            return
-        recorded = self.state.lists.get(url.path)
-        if recorded is None:
-            self._send(404, _status(404, "NotFound", "the server could not find the "
-                                                     "requested resource"))
-            return
-        items = recorded["items"]
-        start = 0
-        if query.get("continue"):
-            start = int(base64.b64decode(query["continue"][0]).decode().split(":")[1])
-        limit = int(query["limit"][0]) if query.get("limit") else len(items)
-        page = items[start:start + limit]
-        meta: dict[str, Any] = {"resourceVersion": "4242"}
-        if start + limit < len(items):
-            meta["continue"] = base64.b64encode(f"4242:{start + limit}".encode()).decode()
-            meta["remainingItemCount"] = len(items) - start - limit
-        self._send(200, {"kind": recorded["kind"], "apiVersion": recorded["apiVersion"],
-                         "metadata": meta, "items": page})
+        do_GET = do_POST = _handle
 
-    def do_POST(self) -> None:
-        url = urlparse(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
-        self.state.requests.append(("POST", url.path, {}))
-        if not self._authorized():
-            return
-        if url.path == "/apis/authentication.k8s.io/v1/tokenreviews":
-            user = self.state.tokens.get(body.get("spec", {}).get("token", ""))
-            status = {"authenticated": True, "user": user} if user else {
-                "authenticated": False, "error": "invalid bearer token"}
-            self._send(201, {**body, "status": status})
-        elif url.path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
-            spec = body.get("spec", {})
-            allowed = (spec.get("user") in self.state.allowed_users
-                       and spec.get("nonResourceAttributes", {}).get("verb") == "get")
-            status = {"allowed": allowed}
-            if not allowed:
-                status["reason"] = "no RBAC policy matched"
-            self._send(201, {**body, "status": status})
-        else:
-            self._send(404, _status(404, "NotFound", "not found"))
+    return Handler
 
 
 @contextmanager
-def running_apiserver(state: ApiState, workdir: Path) -> Iterator[tuple[str, Path]]:
-    """(URL, kubeconfig path) of a stand-in API server serving `state`."""
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def misbehaving(plane: ControlPlane, workdir: Path, faults: Faults) -> Iterator[Path]:
+    """The kubeconfig of a proxy to `plane` that answers with `faults`."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(plane, faults))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    kubeconfig = workdir / "kubeconfig"
+    kubeconfig = workdir / "misbehaving-kubeconfig"
     kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-        "clusters": [{"name": "standin", "cluster": {"server": url}}],
-        "users": [{"name": "scanner", "user": {"token": SCAN_TOKEN}}],
-        "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "scanner"}}],
-    }))
+        "apiVersion": "v1", "kind": "Config", "current-context": "proxy",
+        "clusters": [{"name": "proxy", "cluster": {
+            "server": f"http://127.0.0.1:{httpd.server_address[1]}"}}],
+        "users": [{"name": "admin", "user": {}}],
+        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "admin"}}]}))
     try:
-        yield url, kubeconfig
+        yield kubeconfig
     finally:
         httpd.shutdown()
         httpd.server_close()

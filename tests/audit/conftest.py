@@ -1,5 +1,5 @@
-"""Fixtures of the audit tests: a real PostgreSQL on loopback, and journal URLs of both
-backends so that the same tests run against SQLite and PostgreSQL."""
+"""Fixtures of the audit tests: a real PostgreSQL on loopback, journal URLs of both
+backends so that the same tests run against SQLite and PostgreSQL, and the scan's cluster."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from webhook import server
+
+if TYPE_CHECKING:
+    from tests.e2e.controlplane import ControlPlane
 
 
 @dataclass
@@ -80,3 +84,12 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'journal.db'}"
     pg: Postgres = request.getfixturevalue("postgres")
     return pg.create_database()
+
+
+@pytest.fixture(scope="module")
+def scan_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real kube-apiserver of this module's own holding tests/audit/fixtures/cluster."""
+    from tests.audit import cluster
+
+    with cluster.populated(tmp_path_factory.mktemp("scan-cluster")) as plane:
+        yield plane

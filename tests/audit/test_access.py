@@ -1,15 +1,22 @@
-"""Token checks: the static token file and TokenReview + SubjectAccessReview."""
+"""Token checks: the static token file, and TokenReview + SubjectAccessReview answered by a
+real kube-apiserver (tests/e2e/test_audit.py does the same through `mlgate serve`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.audit import apiserver
+from tests.e2e.cluster import token
+from tests.e2e.controlplane import ControlPlane
+from tests.kube import Spy
 from webhook import errors
 from webhook.audit import access, kube, settings
+
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 
 
 def check(authority: access.Authority, token: str, path: str = "/audit/report") -> str:
@@ -59,20 +66,71 @@ def test_no_way_to_check_tokens_refuses_with_the_fix(monkeypatch: pytest.MonkeyP
     assert status == 401 and "audit.tokenFile" in reason
 
 
-def test_token_review_and_subject_access_review(tmp_path: Path) -> None:
-    state = apiserver.load_state()
-    state.tokens = {"alice-sa-token": {"username": "system:serviceaccount:ops:alice",
-                                       "uid": "a1", "groups": ["system:serviceaccounts"]},
-                    "bob-token": {"username": "bob", "uid": "b1", "groups": []}}
-    state.allowed_users = {"system:serviceaccount:ops:alice"}
-    with apiserver.running_apiserver(state, tmp_path) as (_, kubeconfig):
+@pytest.fixture(scope="module")
+def accounts(kube_apiserver: ControlPlane) -> dict[str, str]:
+    """Tokens of ServiceAccounts in a real kube-apiserver: `alice` may get /audit/report
+    (a ClusterRole with that nonResourceURL), `bob` may get nothing."""
+    plane = kube_apiserver
+    namespace = plane.namespace("audit-access")
+    for account in ("alice", "bob"):
+        plane.kubectl("create", "serviceaccount", account, "-n", namespace)
+    plane.kubectl("create", "clusterrole", "audit-access-report", "--verb=get",
+                  "--non-resource-url=/audit/report")
+    plane.kubectl("create", "clusterrolebinding", "audit-access-report",
+                  "--clusterrole=audit-access-report", f"--serviceaccount={namespace}:alice")
+    return {account: token(plane, account, namespace) for account in ("alice", "bob")}
+
+
+def reviews(spy: Spy) -> list[str]:
+    return [sent.path.rsplit("/", 1)[1] for sent in spy.sent("POST")]
+
+
+def test_token_review_and_subject_access_review(kube_apiserver: ControlPlane,
+                                                accounts: dict[str, str]) -> None:
+    spy = Spy()
+    client = spy.wrap(kube.api_client(str(kube_apiserver.kubeconfig)))
+    authority = access.KubernetesAuthority(client)
+    assert check(authority, accounts["alice"]) == "system:serviceaccount:audit-access:alice"
+    header, payload, _ = accounts["alice"].split(".")
+    assert denied(authority, f"{header}.{payload}.forged")[0] == 401
+    status, reason = denied(authority, accounts["bob"])
+    assert status == 403 and "system:serviceaccount:audit-access:bob" in reason
+    assert 'nonResourceURLs ["/audit/report"]' in reason
+    # alice may get /audit/report only: the path is part of the question
+    with pytest.raises(access.Denied) as caught:
+        check(authority, accounts["alice"], "/audit/decisions")
+    assert caught.value.status == 403
+    assert reviews(spy).count("tokenreviews") == 4
+    assert reviews(spy).count("subjectaccessreviews") == 3
+    assert all(sent.status == 201 for sent in spy.requests)
+    count = len(spy.requests)
+    check(authority, accounts["alice"])  # cached: no new review
+    assert denied(authority, accounts["bob"])[0] == 403  # so are refusals
+    assert len(spy.requests) == count
+
+
+def test_a_token_review_that_fails_refuses_and_is_not_cached(
+        kube_apiserver: ControlPlane, accounts: dict[str, str], tmp_path: Path) -> None:
+    """The API server errors on the TokenReview (a proxy that fails it on purpose): the
+    request is refused with 401 and "try again", and the next check asks again."""
+    faults = apiserver.Faults(fail={TOKEN_REVIEWS: 500})
+    with apiserver.misbehaving(kube_apiserver, tmp_path, faults) as kubeconfig:
         authority = access.KubernetesAuthority(kube.api_client(str(kubeconfig)))
-        assert check(authority, "alice-sa-token") == "system:serviceaccount:ops:alice"
-        assert denied(authority, "forged")[0] == 401
-        status, reason = denied(authority, "bob-token")
-        assert status == 403 and "nonResourceURLs" in reason
-        reviews = [path for method, path, _ in state.requests if method == "POST"]
-        assert reviews.count("/apis/authentication.k8s.io/v1/tokenreviews") == 3
-        assert reviews.count("/apis/authorization.k8s.io/v1/subjectaccessreviews") == 2
-        check(authority, "alice-sa-token")  # cached: no new review
-        assert len([m for m, _, _ in state.requests if m == "POST"]) == len(reviews)
+        status, reason = denied(authority, accounts["alice"])
+        assert status == 401 and "could not be checked" in reason and "try again" in reason
+        assert faults.failed == [TOKEN_REVIEWS]
+        faults.fail.clear()
+        assert check(authority, accounts["alice"]) == "system:serviceaccount:audit-access:alice"
+
+
+def test_a_token_review_that_does_not_answer_is_given_up(
+        kube_apiserver: ControlPlane, accounts: dict[str, str], tmp_path: Path) -> None:
+    """The TokenReview stalls (the proxy holds it on purpose): the check gives up after
+    its timeout with 401 "try again" instead of holding the reader's request."""
+    faults = apiserver.Faults(stall={TOKEN_REVIEWS: 5})
+    with apiserver.misbehaving(kube_apiserver, tmp_path, faults) as kubeconfig:
+        authority = access.KubernetesAuthority(kube.api_client(str(kubeconfig)), timeout=1)
+        started = time.monotonic()
+        status, reason = denied(authority, accounts["alice"])
+        assert time.monotonic() - started < 3
+        assert status == 401 and "try again" in reason

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.audit import apiserver, records
+from tests.audit import records
+from tests.e2e.controlplane import ControlPlane
 from webhook import config, errors
 from webhook.audit import kube, policyreports, report, scan, settings, store
 from webhook.audit.kube import ApiError
@@ -129,8 +131,8 @@ def test_reports_need_the_scan() -> None:
     assert cfg.audit.events.enabled  # Events are on unless switched off
 
 
-def test_the_scanner_calls_its_hooks(tmp_path: Path) -> None:
-    state = apiserver.load_state()
+def test_the_scanner_calls_its_hooks(scan_cluster: ControlPlane, tmp_path: Path) -> None:
+    """A scan of a real kube-apiserver (tests/audit/cluster.py) calls every hook."""
     db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
     eng = records.default_engine()
     failing: list[dict[str, Any]] = []
@@ -142,14 +144,15 @@ def test_the_scanner_calls_its_hooks(tmp_path: Path) -> None:
     async def broken(_summary: scan.ScanSummary) -> None:
         raise RuntimeError("the reports could not be written")
 
-    with apiserver.running_apiserver(state, tmp_path) as (_, kubeconfig):
-        scanner = scan.Scanner(kube.api_client(str(kubeconfig)), lambda: eng, db,
-                               settings.ScanSettings())
+    with kube.api_client(str(scan_cluster.kubeconfig)) as client:
+        scanner = scan.Scanner(client, lambda: eng, db, settings.ScanSettings())
         scanner.on_failing.append(failing.append)
         scanner.after += [broken, after]  # one hook failing does not stop the next
         summary = asyncio.run(scanner.run_once())
     assert summaries == [summary]
     assert len(failing) == summary.failing == 4
     no_limits = next(r for r in failing if r["name"] == "no-limits")
-    assert no_limits["uid"]  # Events regard the object by uid
+    stored = json.loads(scan_cluster.kubectl("get", "pod", "no-limits", "-n", "team-a",
+                                             "-o", "json").stdout)
+    assert no_limits["uid"] == stored["metadata"]["uid"]  # Events regard the object by uid
     db.close()

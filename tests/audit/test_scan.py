@@ -1,42 +1,61 @@
-"""The cluster scan with the real `kubernetes` client against a stand-in API server."""
+"""The cluster scan with the real `kubernetes` client against a real kube-apiserver of its
+own (tests/audit/cluster.py), and through a proxy that fails some lists on purpose.
+
+tests/e2e/test_scan.py runs the scan inside `mlgate serve` as the chart's ServiceAccount;
+here the Scanner runs in the test, so each request and each summary can be checked.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.audit import apiserver, records
+from tests.audit import apiserver, cluster, records
+from tests.e2e.controlplane import ControlPlane
+from tests.kube import Sent, Spy
 from webhook.audit import kube, scan, settings, store
 
 
-def run_scan(state: apiserver.ApiState, tmp_path: Path, db: store.Store,
-             page_size: int = 2) -> scan.ScanSummary:
+def run_scan(kubeconfig: Path, db: store.Store, page_size: int = 2,
+             spy: Spy | None = None) -> scan.ScanSummary:
     eng = records.default_engine()
-    with apiserver.running_apiserver(state, tmp_path) as (_, kubeconfig):
-        scanner = scan.Scanner(kube.api_client(str(kubeconfig)), lambda: eng, db,
+    client = (spy or Spy()).wrap(kube.api_client(str(kubeconfig)))
+    with client:
+        scanner = scan.Scanner(client, lambda: eng, db,
                                settings.ScanSettings(pageSize=page_size))
         return asyncio.run(scanner.run_once())
 
 
-def test_scan_pages_discovers_and_reports_violations(tmp_path: Path) -> None:
-    state = apiserver.load_state()
+def is_list(sent: Sent) -> bool:
+    """/api/v1/<resource> or /apis/<group>/<version>/<resource> (not discovery)."""
+    return sent.path.count("/") == (3 if sent.path.startswith("/api/") else 4)
+
+
+def test_scan_pages_discovers_and_reports_violations(scan_cluster: ControlPlane,
+                                                     tmp_path: Path) -> None:
+    plane = scan_cluster
     db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
-    summary = run_scan(state, tmp_path, db)
+    spy = Spy()
+    summary = run_scan(plane.kubeconfig, db, spy=spy)
 
     # Discovery: CRDs that are not installed are skipped, the rest listed.
     assert "kubeflow.org/TFJob" in summary.missing and "ray.io/RayCluster" in summary.missing
     assert "jobset.x-k8s.io/JobSet" in summary.missing
     assert {"core/Pod", "apps/Deployment", "kubeflow.org/PyTorchJob"} <= set(summary.kinds)
     assert not summary.failed
+    assert all(sent.status == 200 for sent in spy.requests)
     # Pagination: 5 pods in pages of 2 -> 3 requests, the 2nd and 3rd with `continue`.
-    pod_lists = [q for method, path, q in state.requests if path == "/api/v1/pods"]
+    pod_lists = [sent.query for sent in spy.sent("GET") if sent.path == "/api/v1/pods"]
     assert [q["limit"] for q in pod_lists] == [["2"]] * 3
     assert ["continue" in q for q in pod_lists] == [False, True, True]
     # Every list request is bounded by the page size.
-    lists = [q for method, path, q in state.requests if path in state.lists]
+    lists = [sent.query for sent in spy.sent("GET") if is_list(sent)]
     assert lists and all(q.get("limit") == ["2"] for q in lists)
+    assert summary.pages == len(lists)
 
     results = {(r["kind"], r["namespace"], r["name"]): r for r in db.scan_results()}
     # Exempt (kube-system) and controlled objects (RS of a Deployment, its Pods) skipped.
@@ -56,113 +75,67 @@ def test_scan_pages_discovers_and_reports_violations(tmp_path: Path) -> None:
     assert summary.objects == 5 and summary.failing == 4
 
     # The next scan: a pod was deleted and the PyTorchJob fixed.
-    state.requests.clear()
-    state.lists["/api/v1/pods"]["items"] = [
-        p for p in state.lists["/api/v1/pods"]["items"] if p["metadata"]["name"] != "notebook"]
-    worker = state.lists["/apis/kubeflow.org/v1/pytorchjobs"]["items"][0]["spec"][
-        "pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
-    worker["resources"]["limits"] = dict(worker["resources"]["requests"])
-    second = run_scan(state, tmp_path, db)
+    plane.kubectl("delete", "pod", "notebook", "-n", "team-b", "--wait=false")
+    limits = {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
+    plane.kubectl("patch", "pytorchjob", "bert", "-n", "ml", "--type=json", "-p", json.dumps([{
+        "op": "replace", "value": limits,
+        "path": "/spec/pytorchReplicaSpecs/Worker/template/spec/containers/0/resources/limits"}]))
+    second = run_scan(plane.kubeconfig, db)
     results = {(r["kind"], r["namespace"], r["name"]): r for r in db.scan_results()}
     assert ("Pod", "team-b", "notebook") not in results
     assert second.removed == 1
     assert results[("PyTorchJob", "ml", "bert")]["violations"] == []
+    assert second.objects == 4 and second.failing == 2
     db.close()
 
 
-def test_a_failing_list_keeps_the_previous_results_of_that_kind(tmp_path: Path) -> None:
-    state = apiserver.load_state()
+@pytest.mark.parametrize(("fault", "label", "message"), [
+    ("fail", "kubeflow.org/PyTorchJob", "etcdserver: request timed out"),
+    ("expire", "core/Pod", "the continue token expired (410 Gone)"),
+])
+def test_a_failing_list_keeps_the_previous_results_of_that_kind(
+        scan_cluster: ControlPlane, tmp_path: Path, fault: str, label: str,
+        message: str) -> None:
+    """A list the API server fails (500 for one kind while discovery still serves it, or
+    a `continue` token expired between two pages): that kind keeps its previous results,
+    the other kinds are scanned as usual."""
     db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
-    run_scan(state, tmp_path, db)
-    before = {r["name"] for r in db.scan_results(kind="PyTorchJob")}
-    del state.lists["/apis/kubeflow.org/v1/pytorchjobs"]  # now answers 404
-    summary = run_scan(state, tmp_path, db)
-    assert "kubeflow.org/PyTorchJob" in summary.failed
-    assert {r["name"] for r in db.scan_results(kind="PyTorchJob")} == before == {"bert"}
+    run_scan(scan_cluster.kubeconfig, db)
+    kind = label.split("/")[1]
+    before = {r["name"] for r in db.scan_results(kind=kind)}
+    faults = apiserver.Faults()
+    if fault == "fail":
+        faults.fail["/apis/kubeflow.org/v1/pytorchjobs"] = 500
+    else:
+        faults.expire_continue.add("/api/v1/pods")
+    with apiserver.misbehaving(scan_cluster, tmp_path, faults) as kubeconfig:
+        summary = run_scan(kubeconfig, db)
+    assert faults.failed, "the fault was never hit"
+    assert list(summary.failed) == [label]
+    assert message in summary.failed[label]
+    assert {r["name"] for r in db.scan_results(kind=kind)} == before and before
+    assert "apps/Deployment" in summary.kinds and summary.removed == 0
     db.close()
 
 
-def test_a_kind_no_longer_served_loses_its_results(tmp_path: Path) -> None:
+def test_a_kind_no_longer_served_loses_its_results(scan_cluster: ControlPlane,
+                                                   tmp_path: Path) -> None:
     """A deleted CRD takes its objects with it: once discovery no longer lists the kind,
-    the scan forgets its results (not kept as if the objects still ran)."""
-    state = apiserver.load_state()
+    the scan forgets its results (not kept as if the objects still ran). Last in this
+    module: the CRD does not come back."""
     db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
-    run_scan(state, tmp_path, db)
+    run_scan(scan_cluster.kubeconfig, db)
     assert {r["name"] for r in db.scan_results(kind="PyTorchJob")} == {"bert"}
-    groups = state.discovery["/apis"]["groups"]
-    state.discovery["/apis"]["groups"] = [g for g in groups if g["name"] != "kubeflow.org"]
-    del state.discovery["/apis/kubeflow.org/v1"]
-    summary = run_scan(state, tmp_path, db)
+    scan_cluster.kubectl("delete", "crd", cluster.PYTORCHJOBS, "--timeout=60s", timeout=90)
+    deadline = time.monotonic() + 30
+    while True:  # discovery may serve the group a moment longer: the list fails meanwhile
+        summary = run_scan(scan_cluster.kubeconfig, db)
+        if "kubeflow.org/PyTorchJob" in summary.missing or time.monotonic() > deadline:
+            break
+        assert db.scan_results(kind="PyTorchJob"), "forgotten while still served"
+        time.sleep(0.5)
     assert "kubeflow.org/PyTorchJob" in summary.missing and not summary.failed
     assert db.scan_results(kind="PyTorchJob") == []
     assert summary.removed == 1
     assert db.scan_results(kind="Pod")  # other kinds keep theirs
     db.close()
-
-
-# The wgpolicyk8s.io/v1alpha2 CRD's openAPIV3Schema (PolicyReport; ClusterPolicyReport is the
-# same without a namespace), written from the fields the CRD documents.
-_OBJECT_REFERENCE = {"type": "object", "properties": {
-    "apiVersion": {"type": "string"}, "fieldPath": {"type": "string"},
-    "kind": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"},
-    "resourceVersion": {"type": "string"}, "uid": {"type": "string"}},
-    "additionalProperties": False}
-_RESULT = {"type": "object", "required": ["policy"], "additionalProperties": False,
-           "properties": {
-               "category": {"type": "string"}, "message": {"type": "string"},
-               "policy": {"type": "string"},
-               "properties": {"type": "object", "additionalProperties": {"type": "string"}},
-               "resourceSelector": {"type": "object"},
-               "resources": {"type": "array", "items": _OBJECT_REFERENCE},
-               "result": {"type": "string", "enum": ["pass", "fail", "warn", "error", "skip"]},
-               "rule": {"type": "string"}, "scored": {"type": "boolean"},
-               "severity": {"type": "string",
-                            "enum": ["critical", "high", "low", "medium", "info"]},
-               "source": {"type": "string"},
-               "timestamp": {"type": "object", "required": ["nanos", "seconds"],
-                             "additionalProperties": False,
-                             "properties": {"nanos": {"type": "integer", "minimum": 0,
-                                                      "maximum": 999_999_999},
-                                            "seconds": {"type": "integer"}}}}}
-_SUMMARY = {"type": "object", "additionalProperties": False,
-            "properties": {k: {"type": "integer"} for k in ("error", "fail", "pass", "skip",
-                                                             "warn")}}
-POLICY_REPORT_SCHEMA = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata"],
-    "additionalProperties": False,
-    "properties": {"apiVersion": {"const": "wgpolicyk8s.io/v1alpha2"},
-                   "kind": {"enum": ["PolicyReport", "ClusterPolicyReport"]},
-                   "metadata": {"type": "object", "required": ["name"]},
-                   "results": {"type": "array", "items": _RESULT},
-                   "scope": _OBJECT_REFERENCE, "scopeSelector": {"type": "object"},
-                   "summary": _SUMMARY}}
-
-
-def test_policy_reports_validate_against_the_crd_schema(tmp_path: Path) -> None:
-    import jsonschema
-
-    from webhook.audit import report
-
-    db = store.open_store(f"sqlite:///{tmp_path / 'j.db'}")
-    run_scan(apiserver.load_state(), tmp_path, db)
-    listing = report.policy_reports(db)
-    db.close()
-    assert listing["kind"] == "List"
-    by_namespace = {item["metadata"].get("namespace"): item for item in listing["items"]}
-    assert set(by_namespace) == {"team-a", "team-b", "ml"}
-    for item in listing["items"]:
-        jsonschema.validate(item, POLICY_REPORT_SCHEMA)
-        assert item["kind"] == "PolicyReport"
-        assert sum(item["summary"].values()) == len(item["results"])
-    team_a = by_namespace["team-a"]
-    failing = [r for r in team_a["results"] if r["result"] == "fail"]
-    assert [r["resources"][0]["name"] for r in failing] == ["no-limits"]
-    assert failing[0]["policy"] == "require-limits" and failing[0]["severity"] == "high"
-    passing = {(r["resources"][0]["name"], r["policy"]) for r in team_a["results"]
-               if r["result"] == "pass"}
-    assert ("good-gpu", "require-limits") in passing
-    assert team_a["summary"]["fail"] == 1
-    # A wrong result value is caught by the schema (the check can fail).
-    broken = {**team_a, "results": [{**failing[0], "result": "failed"}]}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, POLICY_REPORT_SCHEMA)

@@ -1,37 +1,36 @@
 """`mlgate certs inject-ca` and `certs.inject_ca`, with the real `kubernetes` client,
-against the stand-in API server (tests/certs/apiserver.py)."""
+against the webhook configurations of a real kube-apiserver (tests/certs/conftest.py).
+
+tests/e2e/test_certificates.py runs inject-ca on the chart's own configurations (replace,
+--keep-existing, a missing name) and rotates under load; these are the rest of its cases.
+"""
 
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
+import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.certs import apiserver
+from tests.certs.conftest import MUTATING, VALIDATING, Webhooks
+from tests.e2e.cluster import token, token_kubeconfig
+from tests.kube import Sent, Spy
 from webhook import certs
 
-MUTATING, VALIDATING = "mutatingwebhookconfigurations", "validatingwebhookconfigurations"
-NAME = "gate-mlgate-mlgate-system"
 
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[apiserver.StandInApiServer]:
-    with apiserver.running(tmp_path) as server:
-        server.add(MUTATING, NAME, ["mutate.mlgate.io"])
-        server.add(VALIDATING, NAME, ["validate.mlgate.io", "validate-extra.mlgate.io"])
-        yield server
-
-
-def mlgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+def mlgate(webhooks: Webhooks, *args: str,
+           kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "webhook.cli", *args, "--kubeconfig",
+                           str(kubeconfig or webhooks.plane.kubeconfig)],
+                          capture_output=True, text=True, timeout=60)
 
 
 def ca_file(directory: Path, days: int = 365) -> tuple[Path, bytes]:
@@ -41,46 +40,36 @@ def ca_file(directory: Path, days: int = 365) -> tuple[Path, bytes]:
     return path, bundle.ca_pem
 
 
-def test_inject_ca_patches_every_webhook(api: apiserver.StandInApiServer, tmp_path: Path) -> None:
+def without_bundles(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with what a caBundle write may change taken out."""
+    out = copy.deepcopy(obj)
+    for key in ("resourceVersion", "managedFields", "generation"):
+        out["metadata"].pop(key, None)
+    for hook in out["webhooks"]:
+        hook["clientConfig"].pop("caBundle", None)
+    return out
+
+
+def test_inject_ca_patches_every_webhook(webhooks: Webhooks, tmp_path: Path) -> None:
     path, ca_pem = ca_file(tmp_path)
-    kubeconfig = api.kubeconfig(tmp_path)
-    result = mlgate("certs", "inject-ca", "--ca-file", str(path), "--mutating", NAME,
-                    "--validating", NAME, "--kubeconfig", str(kubeconfig))
+    before = {kind: webhooks.get(kind) for kind in (MUTATING, VALIDATING)}
+    result = mlgate(webhooks, "certs", "inject-ca", "--ca-file", str(path),
+                    "--mutating", webhooks.name, "--validating", webhooks.name)
     assert result.returncode == 0, result.stderr
-    assert f"MutatingWebhookConfiguration {NAME}: patched" in result.stdout
+    assert f"MutatingWebhookConfiguration {webhooks.name}: patched" in result.stdout
+    assert f"ValidatingWebhookConfiguration {webhooks.name}: patched" in result.stdout
     encoded = base64.b64encode(ca_pem).decode()
-    assert api.bundles(MUTATING, NAME) == [encoded]
-    assert api.bundles(VALIDATING, NAME) == [encoded, encoded]
-    patches = api.patches()
-    assert [p.path for p in patches] == [f"{apiserver.PREFIX}{MUTATING}/{NAME}",
-                                         f"{apiserver.PREFIX}{VALIDATING}/{NAME}"]
-    for patch in patches:
-        assert patch.content_type == "application/strategic-merge-patch+json"
-        assert patch.body["metadata"]["resourceVersion"]  # conditional write
-        assert set(patch.body) == {"metadata", "webhooks"}  # touches nothing else
-    # the service reference the chart rendered is untouched
-    hook = api.objects[(VALIDATING, NAME)]["webhooks"][1]
-    assert hook["clientConfig"]["service"]["path"] == "/validate"
+    assert webhooks.bundles(MUTATING) == [encoded]
+    assert webhooks.bundles(VALIDATING) == [encoded, encoded]
+    for kind in (MUTATING, VALIDATING):  # the stored objects changed in their caBundles only
+        assert without_bundles(webhooks.get(kind)) == without_bundles(before[kind])
+    versions = {kind: webhooks.version(kind) for kind in (MUTATING, VALIDATING)}
 
-    again = mlgate("certs", "inject-ca", "--ca-file", str(path), "--mutating", NAME,
-                   "--validating", NAME, "--kubeconfig", str(kubeconfig))
-    assert again.returncode == 0 and "already current" in again.stdout
-    assert len(api.patches()) == 2, "an unchanged bundle must not be written again"
-
-
-def test_inject_ca_replaces_unless_keep_existing(api: apiserver.StandInApiServer,
-                                                 tmp_path: Path) -> None:
-    kubeconfig = str(api.kubeconfig(tmp_path))
-    first, first_pem = ca_file(tmp_path)
-    second, second_pem = ca_file(tmp_path)
-    for path in (first, second):
-        assert mlgate("certs", "inject-ca", "--ca-file", str(path), "--mutating", NAME,
-                      "--kubeconfig", kubeconfig).returncode == 0
-    assert api.bundles(MUTATING, NAME) == [base64.b64encode(second_pem).decode()]
-    assert mlgate("certs", "inject-ca", "--ca-file", str(first), "--mutating", NAME,
-                  "--keep-existing", "--kubeconfig", kubeconfig).returncode == 0
-    (bundle,) = api.bundles(MUTATING, NAME)
-    assert base64.b64decode(bundle) == first_pem + second_pem
+    again = mlgate(webhooks, "certs", "inject-ca", "--ca-file", str(path),
+                   "--mutating", webhooks.name, "--validating", webhooks.name)
+    assert again.returncode == 0 and again.stdout.count("already current") == 2, again.stdout
+    assert {kind: webhooks.version(kind) for kind in versions} == versions, (
+        "an unchanged bundle must not be written again")
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -89,63 +78,71 @@ def test_inject_ca_replaces_unless_keep_existing(api: apiserver.StandInApiServer
     (["--mutating", "mutate.mlgate.io"], "e.g. mlgate-mlgate-system for release mlgate"),
     ([], "name at least one --mutating or --validating"),
 ])
-def test_inject_ca_errors_name_the_problem(api: apiserver.StandInApiServer, tmp_path: Path,
+def test_inject_ca_errors_name_the_problem(webhooks: Webhooks, tmp_path: Path,
                                            args: list[str], message: str) -> None:
     path, _ = ca_file(tmp_path)
-    result = mlgate("certs", "inject-ca", "--ca-file", str(path), *args, "--kubeconfig",
-                    str(api.kubeconfig(tmp_path)))
+    result = mlgate(webhooks, "certs", "inject-ca", "--ca-file", str(path), *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_inject_ca_refused_without_rights(api: apiserver.StandInApiServer,
-                                          tmp_path: Path) -> None:
+def test_inject_ca_refused_without_rights(webhooks: Webhooks, tmp_path: Path) -> None:
+    """A token the API server does not know (401), and a ServiceAccount without the RBAC
+    (403): both name what the account needs, and nothing is written."""
+    plane = webhooks.plane
+    namespace = plane.namespace("inject-ca-rights")
+    plane.kubectl("create", "serviceaccount", "no-rights", "-n", namespace, check=False)
     path, _ = ca_file(tmp_path)
-    result = mlgate("certs", "inject-ca", "--ca-file", str(path), "--validating", NAME,
-                    "--kubeconfig", str(api.kubeconfig(tmp_path, token="wrong")))
-    assert result.returncode == 2
-    assert "refused (HTTP 401)" in result.stderr and "get and patch" in result.stderr
-    assert api.bundles(VALIDATING, NAME) == [None, None]
+    for bearer, status in (("wrong", 401), (token(plane, "no-rights", namespace), 403)):
+        kubeconfig = token_kubeconfig(plane, tmp_path / f"kubeconfig-{status}", bearer)
+        result = mlgate(webhooks, "certs", "inject-ca", "--ca-file", str(path),
+                        "--validating", webhooks.name, kubeconfig=kubeconfig)
+        assert result.returncode == 2
+        assert f"refused (HTTP {status})" in result.stderr, result.stderr
+        assert "get and patch" in result.stderr
+    assert webhooks.bundles(VALIDATING) == [None, None]
 
 
-def test_inject_ca_rejects_a_file_without_a_certificate(api: apiserver.StandInApiServer,
+def test_inject_ca_rejects_a_file_without_a_certificate(webhooks: Webhooks,
                                                         tmp_path: Path) -> None:
     bogus = tmp_path / "ca.crt"
     bogus.write_text("not a certificate\n")
-    result = mlgate("certs", "inject-ca", "--ca-file", str(bogus), "--mutating", NAME,
-                    "--kubeconfig", str(api.kubeconfig(tmp_path)))
+    version = webhooks.version(MUTATING)
+    result = mlgate(webhooks, "certs", "inject-ca", "--ca-file", str(bogus),
+                    "--mutating", webhooks.name)
     assert result.returncode == 2 and "holds no PEM certificate" in result.stderr
-    assert api.patches() == []
+    assert webhooks.version(MUTATING) == version
+    assert webhooks.bundles(MUTATING) == [None]
 
 
-def test_merge_survives_a_concurrent_writer(api: apiserver.StandInApiServer,
-                                            tmp_path: Path) -> None:
-    """Two replicas rotate at once: the 409 makes the loser re-read; both CAs stay."""
-    from kubernetes import config as kube_config
-
+def test_merge_survives_a_concurrent_writer(webhooks: Webhooks, tmp_path: Path) -> None:
+    """Two replicas rotate at once: the other one writes between our read and our patch.
+    The patch names the resourceVersion it read, so the real API server answers 409; the
+    loser reads again and both CAs stay."""
     _, other_pem = ca_file(tmp_path)
     _, own_pem = ca_file(tmp_path)
-    raced = []
 
-    def other_replica_writes(plural: str, name: str) -> None:
-        if raced:
-            return
-        raced.append(name)
-        obj = api.objects[(plural, name)]
-        patched = apiserver.strategic_merge(obj, {"webhooks": [{
-            "name": "mutate.mlgate.io",
-            "clientConfig": {"caBundle": base64.b64encode(other_pem).decode()}}]})
-        api.write(plural, name, patched)
+    def other_replica_writes(sent: Sent) -> None:
+        if sent.method == "PATCH" and not spy.sent("PATCH"):
+            webhooks.plane.kubectl("patch", MUTATING, webhooks.name, "--type=strategic",
+                                   "-p", json.dumps({"webhooks": [{
+                                       "name": "mutate.mlgate.io", "clientConfig": {
+                                           "caBundle": base64.b64encode(other_pem).decode()}}]}))
 
-    api.before_patch = other_replica_writes
-    client = kube_config.new_client_from_config(config_file=str(api.kubeconfig(tmp_path)))
-    with client:
-        changed = certs.inject_ca(client, own_pem, mutating=[NAME], merge=True)
-    assert changed == [f"MutatingWebhookConfiguration/{NAME}"]
-    assert [p.status for p in api.patches()] == [409, 200]
-    (bundle,) = api.bundles(MUTATING, NAME)
-    assert base64.b64decode(bundle) == own_pem + other_pem
+    spy = Spy(before=other_replica_writes)
+    with spy.wrap(certs.api_client(str(webhooks.plane.kubeconfig))) as client:
+        changed = certs.inject_ca(client, own_pem, mutating=[webhooks.name], merge=True)
+    assert changed == [f"MutatingWebhookConfiguration/{webhooks.name}"]
+    patches = spy.sent("PATCH")
+    assert [p.status for p in patches] == [409, 200]
+    for patch in patches:
+        assert patch.path.endswith(f"/mutatingwebhookconfigurations/{webhooks.name}")
+        assert patch.content_type == "application/strategic-merge-patch+json"
+        assert patch.body["metadata"]["resourceVersion"]  # what makes the write conditional
+        assert set(patch.body) == {"metadata", "webhooks"}  # touches nothing else
+    (bundle,) = webhooks.bundles(MUTATING)
+    assert bundle is not None and base64.b64decode(bundle) == own_pem + other_pem
 
 
 def test_merged_bundle_drops_expired_and_caps_the_count() -> None:

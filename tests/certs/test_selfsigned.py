@@ -1,7 +1,8 @@
 """`mlgate serve --self-signed`: generate, publish the CA, rotate before expiry.
 
-The API is the stand-in server (tests/certs/apiserver.py) reached by the real `kubernetes`
-client; the server is the real `mlgate serve` over TLS.
+The webhook configurations are in a real kube-apiserver (tests/certs/conftest.py), reached
+by the real `kubernetes` client; the server is the real `mlgate serve` over TLS.
+tests/e2e/test_chart_modes.py::test_self_managed_mode runs the chart's self-managed mode.
 """
 
 from __future__ import annotations
@@ -14,39 +15,33 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from tests.certs import apiserver, peer
+from tests.certs import peer
+from tests.certs.conftest import MUTATING, VALIDATING, Webhooks
+from tests.kube import Sent, Spy
 from webhook import certs, selfsigned, server
 
-MUTATING, VALIDATING = "mutatingwebhookconfigurations", "validatingwebhookconfigurations"
-NAME = "gate-mlgate-mlgate-system"
 SERVICE, NAMESPACE = "gate-mlgate", "mlgate-system"
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[apiserver.StandInApiServer]:
-    with apiserver.running(tmp_path) as stand_in:
-        stand_in.add(MUTATING, NAME, ["mutate.mlgate.io"])
-        stand_in.add(VALIDATING, NAME, ["validate.mlgate.io"])
-        yield stand_in
-
-
-def manager(api: apiserver.StandInApiServer, tmp_path: Path, **kwargs: object,
-            ) -> selfsigned.Manager:
-    kubeconfig = str(api.kubeconfig(tmp_path))
-    return selfsigned.Manager(tmp_path / "certs", SERVICE, NAMESPACE, [NAME], [NAME],
-                              api_factory=lambda: certs.api_client(kubeconfig),
+def manager(webhooks: Webhooks, tmp_path: Path, spy: Spy | None = None,
+            **kwargs: object) -> selfsigned.Manager:
+    kubeconfig = str(webhooks.plane.kubeconfig)
+    spy = spy or Spy()
+    return selfsigned.Manager(tmp_path / "certs", SERVICE, NAMESPACE, [webhooks.name],
+                              [webhooks.name],
+                              api_factory=lambda: spy.wrap(certs.api_client(kubeconfig)),
                               **kwargs)  # type: ignore[arg-type]
 
 
-def bundle_cas(api: apiserver.StandInApiServer, plural: str) -> list[x509.Certificate]:
-    (encoded,) = api.bundles(plural, NAME)
-    assert encoded is not None
+def bundle_cas(webhooks: Webhooks, kind: str) -> list[x509.Certificate]:
+    """The CAs of a configuration's caBundle (the same in each of its webhooks)."""
+    encoded, *others = webhooks.bundles(kind)
+    assert encoded is not None and all(other == encoded for other in others)
     return x509.load_pem_x509_certificates(base64.b64decode(encoded))
 
 
@@ -54,33 +49,40 @@ def served(m: selfsigned.Manager) -> x509.Certificate:
     return x509.load_pem_x509_certificate(m.pem_file.read_bytes())
 
 
-def test_first_start_generates_and_publishes(api: apiserver.StandInApiServer,
-                                             tmp_path: Path) -> None:
-    m = manager(api, tmp_path)
+def test_first_start_generates_and_publishes(webhooks: Webhooks, tmp_path: Path) -> None:
+    spy = Spy()
+    m = manager(webhooks, tmp_path, spy)
     assert m.ensure() is True
     cert = served(m)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(certs.dns_names(SERVICE, NAMESPACE)) <= set(
         names.get_values_for_type(x509.DNSName))
     for plural in (MUTATING, VALIDATING):
-        (ca,) = bundle_cas(api, plural)
+        (ca,) = bundle_cas(webhooks, plural)
         cert.verify_directly_issued_by(ca)
     assert (m.pem_file.stat().st_mode & 0o777) == 0o600  # the private key is in it
     # a second start with a good certificate changes nothing
-    again = manager(api, tmp_path)
+    versions = [webhooks.version(kind) for kind in (MUTATING, VALIDATING)]
+    again = manager(webhooks, tmp_path, spy)
     assert again.ensure() is False
-    assert len(api.patches()) == 2
+    assert [p.status for p in spy.sent("PATCH")] == [200, 200]
+    assert [webhooks.version(kind) for kind in (MUTATING, VALIDATING)] == versions
 
 
-def test_rotation_publishes_the_new_ca_before_serving_it(api: apiserver.StandInApiServer,
+def test_rotation_publishes_the_new_ca_before_serving_it(webhooks: Webhooks,
                                                          tmp_path: Path) -> None:
-    m = manager(api, tmp_path, validity_days=90, renew_fraction=0.33)
+    spy = Spy()
+    m = manager(webhooks, tmp_path, spy, validity_days=90, renew_fraction=0.33)
     m.ensure()
     old = served(m)
     assert m.ensure(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=50)) is False
     seen_while_patching: list[int] = []
-    api.before_patch = lambda _plural, _name: seen_while_patching.append(
-        served(m).serial_number)
+
+    def note_served(sent: Sent) -> None:
+        if sent.method == "PATCH":
+            seen_while_patching.append(served(m).serial_number)
+
+    spy.before = note_served
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=61)  # 29 of 90 days left
     assert m.renewal_due(later) is not None
     assert m.ensure(now=later) is True
@@ -88,22 +90,22 @@ def test_rotation_publishes_the_new_ca_before_serving_it(api: apiserver.StandInA
     assert new.serial_number != old.serial_number
     assert seen_while_patching == [old.serial_number, old.serial_number]
     for plural in (MUTATING, VALIDATING):
-        cas = bundle_cas(api, plural)
+        cas = bundle_cas(webhooks, plural)
         new.verify_directly_issued_by(cas[0])  # the new CA first ...
         old.verify_directly_issued_by(cas[1])  # ... the previous one kept until it expires
 
 
-def test_a_certificate_for_another_service_is_replaced(api: apiserver.StandInApiServer,
+def test_a_certificate_for_another_service_is_replaced(webhooks: Webhooks,
                                                        tmp_path: Path) -> None:
-    m = manager(api, tmp_path)
+    m = manager(webhooks, tmp_path)
     m.ensure()
-    renamed = manager(api, tmp_path)
+    renamed = manager(webhooks, tmp_path)
     renamed.service = "other"
     assert "does not name the Service other" in (renamed.renewal_due() or "")
 
 
 def test_an_unreachable_api_still_lets_the_server_start(tmp_path: Path) -> None:
-    m = selfsigned.Manager(tmp_path / "certs", SERVICE, NAMESPACE, [NAME], [],
+    m = selfsigned.Manager(tmp_path / "certs", SERVICE, NAMESPACE, ["gate-mlgate-system"], [],
                            api_factory=lambda: certs.api_client(str(tmp_path / "missing")))
     with pytest.raises(certs.InjectionError, match="cannot configure the Kubernetes client"):
         m.ensure()
@@ -118,16 +120,17 @@ def test_renew_fraction_is_checked() -> None:
 
 @pytest.mark.integration
 def test_serve_self_signed_rotates_and_the_api_server_trusts_it(
-        api: apiserver.StandInApiServer, tmp_path: Path) -> None:
+        webhooks: Webhooks, tmp_path: Path) -> None:
     """The real server: the CA it publishes verifies what it serves, before and after."""
     port = server.free_port()
     log = tmp_path / "server.log"
     # a 1-day certificate renewed when less than 99.99% is left: every check rotates
     args = [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1",
             "--port", str(port), "--self-signed", "--service-name", SERVICE,
-            "--certs-dir", str(tmp_path / "certs"), "--mutating", NAME, "--validating", NAME,
+            "--certs-dir", str(tmp_path / "certs"), "--mutating", webhooks.name,
+            "--validating", webhooks.name,
             "--cert-validity-days", "1", "--renew-fraction", "0.9999",
-            "--renew-check-interval", "0.5", "--kubeconfig", str(api.kubeconfig(tmp_path)),
+            "--renew-check-interval", "0.5", "--kubeconfig", str(webhooks.plane.kubeconfig),
             "--data-dir", str(tmp_path / "data")]
     env = {**os.environ, "MLGATE_NAMESPACE": NAMESPACE}
     with open(log, "wb") as out:
@@ -139,7 +142,7 @@ def test_serve_self_signed_rotates_and_the_api_server_trusts_it(
         while len(serials) < 3:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"no rotation seen:\n{log.read_text()}"
-            cas = api.bundles(VALIDATING, NAME)[0]
+            cas = webhooks.bundles(VALIDATING)[0]
             if cas is not None:
                 try:
                     cert = peer.certificate(port, base64.b64decode(cas),
@@ -158,8 +161,9 @@ def test_serve_self_signed_rotates_and_the_api_server_trusts_it(
             process.kill()
             process.wait()
     # compared once the server has stopped: a rotation between the two reads is no mismatch
-    assert api.bundles(MUTATING, NAME) == api.bundles(VALIDATING, NAME)
-    assert all(p.status == 200 for p in api.patches())
+    (mutating,) = webhooks.bundles(MUTATING)
+    assert webhooks.bundles(VALIDATING) == [mutating, mutating]
+    assert "self-signed certificates:" not in log.read_text()  # no failed write, no retry
 
 
 def test_serve_self_signed_needs_the_service_name(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from webhook.audit import settings as audit_settings
 log = logging.getLogger("mlgate.access")
 
 CACHE_SECONDS = 30.0
+REVIEW_TIMEOUT = 10.0  # seconds a TokenReview or SubjectAccessReview may take
 REALM = 'Bearer realm="mlgate"'
 
 
@@ -114,8 +115,9 @@ def parse_token_file(path: Path) -> list[tuple[str, User]]:
 class KubernetesAuthority(Authority):
     """TokenReview, then SubjectAccessReview on the path (verb get), via the API server."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, timeout: float = REVIEW_TIMEOUT) -> None:
         self.api_client = api_client
+        self.timeout = timeout
         self._cache: dict[str, tuple[float, User | Denied]] = {}
 
     async def check(self, token: str, path: str) -> User:
@@ -141,7 +143,8 @@ class KubernetesAuthority(Authority):
         from kubernetes import client
 
         review = client.AuthenticationV1Api(self.api_client).create_token_review(
-            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)))
+            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)),
+            _request_timeout=self.timeout)
         status = review.status
         if status is None or not status.authenticated or status.user is None:
             return Denied(401, "the bearer token is not valid (TokenReview: "
@@ -151,7 +154,8 @@ class KubernetesAuthority(Authority):
         access = client.AuthorizationV1Api(self.api_client).create_subject_access_review(
             client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
                 user=user.name, uid=user.uid or None, groups=list(user.groups) or None,
-                non_resource_attributes=client.V1NonResourceAttributes(path=path, verb="get"))))
+                non_resource_attributes=client.V1NonResourceAttributes(path=path, verb="get"))),
+            _request_timeout=self.timeout)
         if access.status is not None and access.status.allowed:
             return user
         reason = (access.status.reason if access.status is not None else "") or "no RBAC rule"

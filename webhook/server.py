@@ -57,6 +57,14 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
         services=[audit, *services], routers=[audit_routes.router(audit)])
 
 
+# Idle keep-alive connections stay open longer than the API server keeps them (client-go's
+# transport closes idle connections after 90 s). If the server closed first, a request the
+# API server sends on a connection at the moment it is closed fails with EOF, and a POST is
+# not retried: the failure policy then refuses a create (seen through the real API server
+# with uvicorn's 5 s default, 1 create in ~1,000 after a pause in traffic).
+KEEP_ALIVE_SECONDS = 120
+
+
 def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           client_ca: str | None = None, log_level: str = "info",
           data_dir: str | None = None,
@@ -64,7 +72,7 @@ def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
     context = tls.ReloadingContext(cert, key, client_ca)
     config = uvicorn.Config(
         application(runtime, context, data_dir, services), host=host, port=port,
-        log_level=log_level, access_log=False,
+        log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
         log_config=None,  # keep the process's logging (JSON lines, webhook.logs)
         # our context, so that certificate reloads reach every new handshake

@@ -10,6 +10,7 @@ the real kube-apiserver.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import ssl
@@ -100,6 +101,25 @@ def test_tls_is_1_2_or_newer(server: RunningServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
             server.ssl_context().wrap_socket(raw, server_hostname="localhost") as wrapped:
         assert wrapped.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_an_idle_keep_alive_connection_outlives_a_pause_in_traffic(
+        server: RunningServer) -> None:
+    """The API server reuses idle connections for up to 90 s; were the server to close them
+    sooner (uvicorn's default is 5 s), a request racing the close fails with EOF."""
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10,
+                                       context=server.ssl_context())
+    conn.connect()
+    first_socket = conn.sock
+    try:
+        for pause in (0, 6.5):
+            time.sleep(pause)
+            conn.request("GET", "/healthz", headers={"Host": "mlgate"})
+            response = conn.getresponse()  # RemoteDisconnected if the server closed it
+            assert response.status == 200 and response.read() == b'{"status":"ok"}'
+            assert conn.sock is first_socket  # the same connection, not a new one
+    finally:
+        conn.close()
 
 
 def test_plain_http_is_not_served(server: RunningServer) -> None:

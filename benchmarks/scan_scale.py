@@ -91,7 +91,6 @@ def log_lines(gate: cluster.Mlgate) -> list[dict[str, Any]]:
 
 def configure(gate: cluster.Mlgate, scan: bool) -> None:
     config = yaml.safe_load((ROOT / "examples" / "mlgate.yaml").read_text())
-    config["policyPaths"] = [str(ROOT / "examples" / "policy-modules")]
     config["audit"] = {"kubernetesAuth": True, "scan": {
         "enabled": scan, "interval": "1h", "kubeconfig": str(gate.workdir / "sa-kubeconfig")}}
     gate.config_file.write_text(yaml.safe_dump(config))

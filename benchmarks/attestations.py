@@ -26,12 +26,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import factories  # noqa: E402
+from benchmarks import signatures  # noqa: E402
 from tests.server import running_server  # noqa: E402
 from tests.signatures.conftest import _start  # noqa: E402
 from tests.signatures.signer import Signer  # noqa: E402
@@ -59,19 +58,7 @@ def publish(signer: Signer, reg: Any, name: str) -> None:
         "metadata": {"scanFinishedOn": finished}})
 
 
-def review(image: str) -> dict[str, Any]:
-    c = factories.container("trainer", image, limits={"cpu": "8", "memory": "64Gi",
-                                                      "nvidia.com/gpu": "4"})
-    return factories.admission_review(factories.pod(factories.pod_spec(c)))
-
-
-def timed(client: httpx.Client, body: dict[str, Any]) -> float:
-    started = time.perf_counter()
-    response = client.post("/validate", json=body)
-    elapsed = time.perf_counter() - started
-    assert response.status_code == 200, response.text
-    assert response.json()["response"]["allowed"], response.text
-    return elapsed * 1000
+review, timed = signatures.review, signatures.timed
 
 
 def config(host: str, pem: str, enabled: bool) -> dict[str, Any]:
@@ -108,16 +95,8 @@ def main() -> int:
             for _ in range(50):  # warm up connections and caches
                 timed(c_on, body)
                 timed(c_off, body)
-            p50_on, p50_off, p99_on, p99_off = [], [], [], []
-            for _ in range(args.rounds):
-                on_ms, off_ms = [], []
-                for _ in range(args.requests):
-                    on_ms.append(timed(c_on, body))
-                    off_ms.append(timed(c_off, body))
-                p50_on.append(statistics.median(on_ms))
-                p50_off.append(statistics.median(off_ms))
-                p99_on.append(statistics.quantiles(on_ms, n=100)[98])
-                p99_off.append(statistics.quantiles(off_ms, n=100)[98])
+            p50_on, p50_off, p99_on, p99_off = signatures.paired_rounds(
+                c_on, c_off, body, args.rounds, args.requests)
             cold, cold_off = [], []
             for _ in range(args.cold):
                 name = f"ml/cold-{uuid.uuid4().hex[:8]}"

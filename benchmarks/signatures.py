@@ -49,6 +49,25 @@ def timed(client: httpx.Client, body: dict[str, Any]) -> float:
     return elapsed * 1000
 
 
+def paired_rounds(on: httpx.Client, off: httpx.Client, body: dict[str, Any], rounds: int,
+                  requests: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """p50 and p99 per round of two servers, requests interleaved so noise hits both alike."""
+    p50_on: list[float] = []
+    p50_off: list[float] = []
+    p99_on: list[float] = []
+    p99_off: list[float] = []
+    for _ in range(rounds):
+        on_ms, off_ms = [], []
+        for _ in range(requests):
+            on_ms.append(timed(on, body))
+            off_ms.append(timed(off, body))
+        p50_on.append(statistics.median(on_ms))
+        p50_off.append(statistics.median(off_ms))
+        p99_on.append(statistics.quantiles(on_ms, n=100)[98])
+        p99_off.append(statistics.quantiles(off_ms, n=100)[98])
+    return p50_on, p50_off, p99_on, p99_off
+
+
 def config(host: str, pem: str, enabled: bool) -> dict[str, Any]:
     rule = {"name": "ml", "images": [f"{host}/ml/*"], "keys": [{"pem": pem}]}
     return {"registries": {"insecure": [host], "deadline": "1500ms"},
@@ -83,16 +102,8 @@ def main() -> int:
             for _ in range(50):  # warm up connections and caches
                 timed(c_on, body)
                 timed(c_off, body)
-            p50_on, p50_off, p99_on, p99_off = [], [], [], []
-            for _ in range(args.rounds):
-                on_ms, off_ms = [], []
-                for _ in range(args.requests):
-                    on_ms.append(timed(c_on, body))
-                    off_ms.append(timed(c_off, body))
-                p50_on.append(statistics.median(on_ms))
-                p50_off.append(statistics.median(off_ms))
-                p99_on.append(statistics.quantiles(on_ms, n=100)[98])
-                p99_off.append(statistics.quantiles(off_ms, n=100)[98])
+            p50_on, p50_off, p99_on, p99_off = paired_rounds(c_on, c_off, body, args.rounds,
+                                                             args.requests)
             cold = []
             for _ in range(args.cold):
                 name = f"ml/cold-{uuid.uuid4().hex[:8]}"

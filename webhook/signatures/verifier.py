@@ -428,19 +428,3 @@ def explain(verdict: Verdict, subject: str, rule: str, failure: str,
             f"sign {verdict.digest or subject} with a key or identity of rule {rule!r} (cosign "
             f"sign), or deploy a signed one")
 
-
-MARGIN = 0.2  # seconds kept between a policy's registry deadline and the engine's timeout
-
-
-def for_policy(policy_name: str, config: Any) -> tuple[Verifier, float]:
-    """A verifier from the `registries` section, and the time budget of one request: the
-    smallest of `registries.deadline`, the policy's timeout and the request deadline (less
-    a margin), so a slow registry meets the policy's own message, not the engine's."""
-    registries = getattr(config, "registries", None)
-    if not isinstance(registries, settings.Registries):
-        registries = settings.Registries.model_validate(registries or {})
-    own = getattr(config, "policies", {}).get(policy_name)
-    timeout = getattr(own, "timeout", 2.0)
-    request_deadline = getattr(config, "deadline", 4.0)
-    budget = max(0.05, min(registries.deadline, timeout - MARGIN, request_deadline - MARGIN))
-    return Verifier(registries), budget

@@ -200,8 +200,8 @@ class GpuLimits(policy.ValidatingPolicy[Params]):
                 pod, container, f"asks for {with_claims} accelerators ({', '.join(names)})"
                                 f"{_through(used)}; at most {limits.maxPerContainer} are "
                                 f"allowed per container{_where(namespace)}",
-                f"lower resources.limits (or the count of the claim's request) to "
-                f"{limits.maxPerContainer} or fewer accelerators",
+                f"lower resources.limits{' or the count of the claim' if used else ''} "
+                f"to {limits.maxPerContainer} or fewer accelerators",
                 "resources", "limits")
         return count
 

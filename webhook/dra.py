@@ -36,6 +36,19 @@ DEFAULT_DEVICE_CLASSES: dict[str, str] = {
 }
 
 
+class CacheSettings(schema.Model):
+    """`dra.cache`: the server's list+watch cache of claims, templates and device classes."""
+
+    enabled: bool = Field(False, description="Read claims from the cluster (needs the chart's "
+                                             "RBAC: list/watch of resource.k8s.io claims).")
+    kubeconfig: str | None = Field(None, description="Kubeconfig file; unset: in-cluster "
+                                                     "service account, else ~/.kube/config.")
+    version: str = Field("v1", description="resource.k8s.io version read (v1 since 1.34).")
+    resync: schema.Duration = Field(300.0, description="Relist this often (a watch ends "
+                                                       "and the whole kind is read again).")
+    maxObjects: int = Field(100_000, gt=0, description="Objects kept per kind, at most.")
+
+
 class Settings(schema.Model):
     """`dra:` in mlgate.yaml: how claims become accelerators, and what a missing one does."""
 
@@ -51,6 +64,7 @@ class Settings(schema.Model):
         "warn", description="A pod claim whose ResourceClaim or ResourceClaimTemplate mlgate "
                             "cannot find: deny the pod, or admit it with a warning (its "
                             "devices are then not counted).")
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
 
 class Source(Protocol):

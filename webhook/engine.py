@@ -250,11 +250,19 @@ class Engine:
     async def _validate(self, request: admission.Request, context: workloads.Context,
                         decision: decisions.Decision, deadline: float) -> None:
         workload = kind_table.view(request.object, request.group, request.kind, context)
-        decision.findings.extend(self._unresolved(workload))
         old_workload = None
         if request.operation == "UPDATE" and request.old_object is not None:
             old_workload = kind_table.view(request.old_object, request.group, request.kind,
                                           context)
+        unresolved = self._unresolved(workload)
+        if old_workload is not None and unresolved:
+            # a template deleted after the pod must not block its label or finalizer updates
+            existing = {_key(f) for f in self._unresolved(old_workload)}
+            for finding in unresolved:
+                if _key(finding) in existing:
+                    finding.preexisting = True
+                    finding.message += " [already present before this update]"
+        decision.findings.extend(unresolved)
         for active in self.validating:
             if not self._matches(active, request, workload):
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from policies.cel import Cel
@@ -18,7 +19,7 @@ from policies.shm_volume import ShmVolume
 from tests import factories as f
 from tests.fixtures.policies import kinds
 from tests.unit.test_accelerators import device, template, using
-from webhook import config, dra, engine
+from webhook import admission, config, dra, engine
 
 JSON = dict[str, Any]
 TWO = template("double-gpu", {"name": "gpu", **device("v1", "gpu.nvidia.com", 2)})
@@ -167,3 +168,16 @@ def test_a_server_without_a_claim_cache_says_so() -> None:
     _, validated, _ = asyncio.run(eng.check(f.pod(spec=_spec()), "ml", dra.Nothing()))
     assert validated.allowed
     assert "is not in mlgate (no claim cache is configured)" in validated.warnings[0]
+
+
+def test_an_update_of_a_pod_whose_template_is_gone_is_not_denied() -> None:
+    eng = _engine("deny")
+    obj = f.pod(spec=_spec())
+    labelled = {**obj, "metadata": {**obj["metadata"], "labels": {"done": "yes"}}}
+    review = f.admission_review(labelled, operation="UPDATE", old=obj)
+    decision = asyncio.run(eng.evaluate(admission.parse(orjson.dumps(review)), "validate"))
+    assert decision.allowed
+    assert "[already present before this update]" in decision.warnings[0]
+    created = asyncio.run(eng.evaluate(admission.parse(orjson.dumps(f.admission_review(obj))),
+                                       "validate"))
+    assert not created.allowed and "claim template double-gpu" in created.message

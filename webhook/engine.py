@@ -4,8 +4,10 @@ The rules, in order: exemptions; operations, sub-resources and unknown kinds pas
 being deleted are never denied; each enabled policy that matches runs in a deterministic
 order (the order of the configuration), mutating policies each on the previous one's
 result; modes decide what a finding does (enforce denies, warn warns, audit records); a
-policy that raises or runs out of time follows its failure mode. The engine never raises
-for a request: whatever happens is in the `decisions.Decision`.
+policy that raises or runs out of time follows its failure mode; a pod claim whose
+ResourceClaim or template the claim source (`dra.Source`) does not hold is a `dra` finding
+that warns or denies as `dra.unresolved` says. The engine never raises for a request:
+whatever happens is in the `decisions.Decision`.
 """
 
 from __future__ import annotations

@@ -9,10 +9,13 @@ scope over these variables:
 
 - every scope: `object`, `oldObject` (null on CREATE), `request` (the admission request:
   `request.operation`, `request.userInfo.username`, `request.namespace`, ...);
-- `scope: pod`: once per pod spec, plus `podSpec` (the pod-level fields) and `pod`
-  (`pointer`, `role`, `replicas`, `labels`, `annotations` of that pod template);
+- `scope: pod`: once per pod spec, plus `podSpec` (the pod-level fields), `pod`
+  (`pointer`, `role`, `replicas`, `labels`, `annotations` of that pod template) and
+  `accelerators`: resource -> count the pod takes, from extended resources and DRA claims
+  alike (`webhook.accelerators`; -1 for `allocationMode: All` without `dra.countAll`);
 - `scope: container`: once per container of every pod spec, plus `container` (the
-  container dict) and `containerType` (`container`, `init`, `sidecar` or `ephemeral`).
+  container dict), `containerType` (`container`, `init`, `sidecar` or `ephemeral`) and
+  `accelerators` (what that container asks for, its claims included).
 
 A rule's `message` (or `messageExpression`, a CEL string over the same variables) says what
 is wrong; violations point at the pod spec or container they were found in. Expressions are
@@ -36,7 +39,7 @@ from typing import Any, Literal
 import cel as cel_lib
 from pydantic import Field
 
-from webhook import policy, schema, workloads
+from webhook import accelerators, policy, schema, workloads
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
 
@@ -60,6 +63,14 @@ class Rule(policy.Params):
 
 class Params(policy.Params):
     rules: list[Rule] = Field(default_factory=list, description="The CEL rules, in order.")
+    accelerators: list[str] = Field(
+        default_factory=lambda: list(accelerators.DEFAULT_ACCELERATORS),
+        description="Resource names (globs) in the `accelerators` map of pod and container "
+                    "scope.")
+
+
+def _counts(found: dict[str, int | None]) -> dict[str, int]:
+    return {resource: -1 if count is None else count for resource, count in found.items()}
 
 
 def compile_expression(rule: Rule, index: int, field: str, source: str) -> Any:
@@ -115,16 +126,20 @@ class Cel(policy.ValidatingPolicy[Params]):
             if rule.scope == "object":
                 yield from self._run(rule, program, message, dict(base), None, None)
                 continue
+            patterns = self.params.accelerators
             for pod in workload.pods:
                 pod_vars = dict(base, podSpec=pod.spec, pod={
                     "pointer": pod.pointer, "role": pod.role, "replicas": pod.replicas,
-                    "labels": pod.labels, "annotations": pod.annotations})
+                    "labels": pod.labels, "annotations": pod.annotations},
+                    accelerators=_counts(accelerators.pod_resources(pod, patterns)))
                 if rule.scope == "pod":
                     yield from self._run(rule, program, message, pod_vars, pod, None)
                     continue
                 for container in pod.containers:
+                    asks = accelerators.container_asks(pod, container, patterns)
                     variables = dict(pod_vars, container=container.data,
-                                     containerType=container.container_type)
+                                     containerType=container.container_type,
+                                     accelerators=_counts(accelerators.by_resource(asks)))
                     yield from self._run(rule, program, message, variables, pod, container)
 
     def _run(self, rule: Rule, program: Any, message: Any | None, variables: dict[str, Any],

@@ -80,7 +80,7 @@ class DefaultResources(policy.MutatingPolicy[Params]):
                 default_limit = defaults.limits[resource]
                 limit = _bigger(request, default_limit) if request else default_limit
                 container.set_resource("limits", resource, limit)
-        for resource in accelerators.container_accelerators(container, patterns):
+        for resource in accelerators.extended(container, patterns):
             request, limit = container.requests.get(resource), container.limits.get(resource)
             if request is None and limit is not None:
                 container.set_resource("requests", resource, str(limit))

@@ -68,8 +68,9 @@ class GpuEnv(policy.MutatingPolicy[Params]):
         return wanted
 
     def mutate(self, workload: workloads.Workload) -> None:
-        for _, container in workload.containers():
-            found = accelerators.container_accelerators(container, self.params.accelerators)
+        for pod, container in workload.containers():
+            found = accelerators.container_accelerators(container, self.params.accelerators,
+                                                        pod)
             if not found:
                 continue
             wanted = self.variables(workload, found)

@@ -12,6 +12,12 @@ devices), and rejects pods that ask for two resource names no node offers togeth
 A pod's count follows the scheduler: the sum over its containers and sidecars, or the
 largest init container if that is more. Caps default to none and every resource name is
 allowed; whole numbers and the conflicts are checked by default.
+
+DRA claims count too (`webhook.accelerators`): a pod claim whose template asks for two
+`gpu.nvidia.com` devices is two `nvidia.com/gpu`, once per pod however many containers
+share it, and in each container's count that uses it. `allocationMode: All` cannot be
+held to a cap unless `dra.countAll` says what it counts as: where a cap applies, it is
+denied.
 """
 
 from __future__ import annotations
@@ -97,20 +103,25 @@ class GpuLimits(policy.ValidatingPolicy[Params]):
 
     def _pod(self, pod: workloads.PodSpecView, limits: Limits,
              namespace: str) -> Generator[policy.Violation, None, int]:
+        claims = accelerators.pod_claims(pod, self.params.accelerators)
+        claim_asks = [ask for asks in claims.asks.values() for ask in asks]
+        yield from self._claims(pod, claim_asks, limits, namespace)
         regular, init = 0, 0
         for container in pod.containers:
-            count = yield from self._container(pod, container, limits, namespace)
+            count = yield from self._container(pod, container, claims, limits, namespace)
             if container.container_type in (workloads.CONTAINER, workloads.SIDECAR):
                 regular += count
             elif container.container_type == workloads.INIT:
                 init = max(init, count)
-        pod_count = max(regular, init)
+        pod_count = max(regular, init) + (accelerators.total(claim_asks) or 0)
         if limits.maxPerPod is not None and pod_count > limits.maxPerPod:
             yield policy.Violation.at_pod(
-                pod, f"the pod ({pod.role}) asks for {pod_count} accelerators; at most "
-                     f"{limits.maxPerPod} are allowed per pod{_where(namespace)}",
-                "spread the work over more pods with fewer accelerators each")
-        names = set()
+                pod, f"the pod ({pod.role}) asks for {pod_count} accelerators"
+                     f"{_through(claim_asks)}; at most {limits.maxPerPod} are allowed per pod"
+                     f"{_where(namespace)}",
+                "spread the work over more pods with fewer accelerators each"
+                + (", or lower the count of the claim's request" if claim_asks else ""))
+        names = {ask.resource for ask in claim_asks}
         for container in pod.containers:
             names |= container.resource_names()
         for group in self.params.conflicts:
@@ -123,10 +134,37 @@ class GpuLimits(policy.ValidatingPolicy[Params]):
                     f"request only one of {', '.join(group)}")
         return pod_count
 
-    def _container(self, pod: workloads.PodSpecView, container: workloads.ContainerView,
+    def _claims(self, pod: workloads.PodSpecView, asks: list[accelerators.Ask], limits: Limits,
+                namespace: str) -> Iterator[policy.Violation]:
+        """Device classes not allowed here, and unbounded asks where a cap applies."""
+        caps = [f"{cap} per {level}" for level, cap in (
+            ("container", limits.maxPerContainer), ("pod", limits.maxPerPod),
+            ("workload", limits.maxPerWorkload)) if cap is not None]
+        for ask in asks:
+            if limits.allowed is not None and not accelerators.is_accelerator(
+                    ask.resource, limits.allowed):
+                yield policy.Violation(
+                    what=f"{ask.where} asks for {ask.resource}, which is not allowed"
+                         f"{_where(namespace)} (allowed: {', '.join(limits.allowed) or 'none'})",
+                    fix="use a device class that stands for one of "
+                        f"{', '.join(limits.allowed)}" if limits.allowed
+                    else "run accelerator workloads in a namespace that allows them",
+                    path=ask.pointer, pod=pod.pointer)
+            if ask.count is None and caps:
+                yield policy.Violation(
+                    what=f"{ask.where} asks for every matching device on the node "
+                         f"(allocationMode: All), which cannot be held to the cap of "
+                         f"{' and '.join(caps)} accelerators{_where(namespace)}",
+                    fix="ask for an exact number (allocationMode: ExactCount, count: N), or "
+                        "have the platform team set dra.countAll",
+                    path=ask.pointer, pod=pod.pointer)
+
+    def _container(self, pod: workloads.PodSpecView,
+                   container: workloads.ContainerView, claims: accelerators.PodClaims,
                    limits: Limits, namespace: str) -> Generator[policy.Violation, None, int]:
+        """Checks one container; returns its extended-resource count (claims are the pod's)."""
         count = 0
-        found = accelerators.container_accelerators(container, self.params.accelerators)
+        found = accelerators.extended(container, self.params.accelerators)
         for resource in found:
             if limits.allowed is not None and not accelerators.is_accelerator(
                     resource, limits.allowed):
@@ -152,11 +190,23 @@ class GpuLimits(policy.ValidatingPolicy[Params]):
                 elif amount is None:
                     amount = int(quantity.parse(value) or 0)
             count += amount or 0
-        if limits.maxPerContainer is not None and count > limits.maxPerContainer:
+        used = [ask for ask in accelerators.container_asks(
+            pod, container, self.params.accelerators, claims)
+            if ask.via == accelerators.CLAIM]
+        with_claims = count + (accelerators.total(used) or 0)
+        if limits.maxPerContainer is not None and with_claims > limits.maxPerContainer:
+            names = sorted(set(found) | {ask.resource for ask in used})
             yield policy.Violation.at_container(
-                pod, container, f"asks for {count} accelerators ({', '.join(found)}); at most "
-                                f"{limits.maxPerContainer} are allowed per container"
-                                f"{_where(namespace)}",
-                f"lower resources.limits to {limits.maxPerContainer} or fewer accelerators",
+                pod, container, f"asks for {with_claims} accelerators ({', '.join(names)})"
+                                f"{_through(used)}; at most {limits.maxPerContainer} are "
+                                f"allowed per container{_where(namespace)}",
+                f"lower resources.limits{' or the count of the claim' if used else ''} "
+                f"to {limits.maxPerContainer} or fewer accelerators",
                 "resources", "limits")
         return count
+
+
+def _through(asks: list[accelerators.Ask]) -> str:
+    """` (through <claim, request, count x class>; ...)` for asks that come from claims."""
+    described = [ask.where for ask in asks if ask.count is not None]
+    return f" (through {'; '.join(described)})" if described else ""

@@ -100,7 +100,8 @@ class GpuNodePlacement(policy.MutatingPolicy[Params]):
 
     def mutate(self, workload: workloads.Workload) -> None:
         for pod in workload.pods:
-            found = accelerators.pod_accelerators(pod, self.params.accelerators)
+            found = accelerators.pod_accelerators(pod,
+                                                   self.params.accelerators)
             if not found:
                 continue
             self._select(pod, found)

@@ -45,8 +45,9 @@ class RequireLimits(policy.ValidatingPolicy[Params]):
                         pod, container, f"no {resource} limit",
                         f"set resources.limits.{resource}, e.g. {resource}: {example}",
                         "resources", "limits", resource)
-            accelerator_resources = accelerators.container_accelerators(
-                container, self.params.accelerators)
+            # Claims (DRA) carry counts, not request/limit pairs: these rules are about
+            # the extended resources of the container.
+            accelerator_resources = accelerators.extended(container, self.params.accelerators)
             for resource in accelerator_resources:
                 request, limit = requests.get(resource), limits.get(resource)
                 for section, value in (("limits", limit), ("requests", request)):

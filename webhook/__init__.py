@@ -8,7 +8,8 @@ author needs these names and, for helpers, these modules (all typed, `py.typed` 
     webhook.workloads     Workload, PodSpecView, ContainerView, Context, pointer()
     webhook.schema        the configuration's building blocks for params: Duration, Quantity,
                           LabelSelector, ContainerType and the other vocabularies
-    webhook.accelerators  which extended resources are accelerators
+    webhook.accelerators  the accelerators a pod or container asks for, through extended
+                          resources and DRA claims alike
     webhook.quantity      Kubernetes quantities as exact decimals
     webhook.images        image references as the runtime resolves them
     webhook.errors        the exception tree

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from webhook import certs, config, docs, engine, errors, logs, plugins
+from webhook import certs, config, docs, dra, engine, errors, logs, plugins
 from webhook.audit import client as audit_client
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
@@ -115,9 +115,12 @@ def _describe(obj: dict[str, Any]) -> str:
 
 async def _check(eng: engine.Engine, files: list[Path], namespace: str) -> list[dict[str, Any]]:
     results = []
-    for path in files:
-        for obj in load_manifests(path):
-            mutated, validated, _ = await eng.check(obj, namespace)
+    loaded = [(path, load_manifests(path)) for path in files]
+    # Pods name their claims and claim templates: look them up among every object given.
+    claims = dra.Manifests((obj for _, objects in loaded for obj in objects), namespace)
+    for path, objects in loaded:
+        for obj in objects:
+            mutated, validated, _ = await eng.check(obj, namespace, claims)
             skipped = validated.skipped or mutated.skipped
             allowed = mutated.allowed and validated.allowed
             results.append({

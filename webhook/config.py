@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from webhook import dra as dra_settings
 from webhook import errors, exceptions, kind_table, schema, workloads
 from webhook.audit import settings as audit_settings
 from webhook.signatures import settings as registry_settings
@@ -105,6 +106,7 @@ class Config(schema.Model):
     mutateOnUpdate: list[kind_table.KindName] = []  # kinds whose pod template UPDATE may change
     deadline: schema.Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
+    dra: dra_settings.Settings = Field(default_factory=dra_settings.Settings)
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
     journal: audit_settings.JournalSettings = Field(default_factory=audit_settings.JournalSettings)

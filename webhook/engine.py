@@ -4,8 +4,10 @@ The rules, in order: exemptions; operations, sub-resources and unknown kinds pas
 being deleted are never denied; each enabled policy that matches runs in a deterministic
 order (the order of the configuration), mutating policies each on the previous one's
 result; modes decide what a finding does (enforce denies, warn warns, audit records); a
-policy that raises or runs out of time follows its failure mode. The engine never raises
-for a request: whatever happens is in the `decisions.Decision`.
+policy that raises or runs out of time follows its failure mode; a pod claim whose
+ResourceClaim or template the claim source (`dra.Source`) does not hold is a `dra` finding
+that warns or denies as `dra.unresolved` says. The engine never raises for a request:
+whatever happens is in the `decisions.Decision`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import orjson
 from pydantic import ValidationError
 
 from webhook import (
+    accelerators,
     admission,
     config,
     decisions,
+    dra,
     errors,
     exceptions,
     invocation,
@@ -39,13 +43,17 @@ MUTATE: Final[schema.Phase] = "mutate"
 VALIDATE: Final[schema.Phase] = "validate"
 MODE_RANK = {"audit": 0, "warn": 1, "enforce": 2}  # a finding takes the milder mode
 CHECK_USER = "mlgate-check"  # the user of the requests `mlgate check` makes up
+DRA = "dra"  # the name findings about unresolved pod claims carry
 
 
 class Engine:
     """The configured policies, ready to evaluate requests."""
 
-    def __init__(self, cfg: config.Config, active: list[invocation.ActivePolicy]) -> None:
+    def __init__(self, cfg: config.Config, active: list[invocation.ActivePolicy],
+                 claims: dra.Source | None = None) -> None:
         self.config = cfg
+        # Where pod claims are looked up; the server hands in its claim cache.
+        self.claims = claims or dra.Nothing()
         self.active = active
         self.mutating = [p for p in active if p.phase == MUTATE and p.mode != "off"]
         self.validating = [p for p in active if p.phase == VALIDATE and p.mode != "off"]
@@ -54,7 +62,8 @@ class Engine:
 
     # -- building --------------------------------------------------------------
     @classmethod
-    def build(cls, cfg: config.Config, catalogue: plugins.Catalogue | None = None) -> Engine:
+    def build(cls, cfg: config.Config, catalogue: plugins.Catalogue | None = None,
+              claims: dra.Source | None = None) -> Engine:
         """Resolve and instantiate every enabled policy; any problem is a ConfigError."""
         catalogue = catalogue or plugins.discover(cfg.policyPaths)
         active: list[invocation.ActivePolicy] = []
@@ -79,7 +88,7 @@ class Engine:
                 raise errors.ConfigError(f"policies.{name}.params: {exc}") from exc
             mode = settings.mode or policy_cls.default_mode
             active.append(invocation.ActivePolicy(name, instance, mode, settings))
-        return cls(cfg, active)
+        return cls(cfg, active, claims)
 
     async def aclose(self) -> None:
         """Let every policy release what it holds (the engine is being replaced)."""
@@ -90,7 +99,9 @@ class Engine:
                 log.exception("closing policy %s failed", active.name)
 
     # -- evaluating ------------------------------------------------------------
-    async def evaluate(self, request: admission.Request, phase: schema.Phase) -> decisions.Decision:
+    async def evaluate(self, request: admission.Request, phase: schema.Phase,
+                       claims: dra.Source | None = None) -> decisions.Decision:
+        """Decide one request; `claims` overrides the engine's claim source (`check`)."""
         started = time.perf_counter()
         decision = decisions.Decision(
             uid=request.uid, phase=phase, operation=request.operation, group=request.group,
@@ -98,7 +109,8 @@ class Engine:
             name=request.name or _object_name(request.object or request.old_object),
             user=request.user, groups=request.groups, dry_run=request.dry_run)
         try:
-            await self._evaluate(request, phase, decision, started + self.config.deadline)
+            await self._evaluate(request, phase, decision, started + self.config.deadline,
+                                 claims or self.claims)
         except Exception as exc:  # a bug in the engine itself: fail closed, never a 500
             log.exception("engine error on %s", request.uid)
             decision.allowed = False
@@ -146,19 +158,20 @@ class Engine:
             return False
         return match.objectSelector is None or match.objectSelector.matches(workload.labels)
 
-    def _context(self, request: admission.Request) -> workloads.Context:
+    def _context(self, request: admission.Request, claims: dra.Source) -> workloads.Context:
         return workloads.Context(
             operation=request.operation, namespace=request.namespace, user=request.user,
             groups=request.groups, dry_run=request.dry_run, old_object=request.old_object,
-            request=request.raw)
+            request=request.raw, claims=dra.Resolver(self.config.dra, claims))
 
     async def _evaluate(self, request: admission.Request, phase: schema.Phase,
-                        decision: decisions.Decision, deadline: float) -> None:
+                        decision: decisions.Decision, deadline: float,
+                        claims: dra.Source) -> None:
         decision.skipped = self._skip_reason(request, phase)
         if decision.skipped:
             return
         assert request.object is not None
-        context = self._context(request)
+        context = self._context(request, claims)
         if phase == MUTATE:
             await self._mutate(request, context, decision, deadline)
         else:
@@ -298,6 +311,15 @@ class Engine:
         if request.operation == "UPDATE" and request.old_object is not None:
             old_workload = kind_table.view(request.old_object, request.group, request.kind,
                                           context)
+        unresolved = self._unresolved(workload)
+        if old_workload is not None and unresolved:
+            # a template deleted after the pod must not block its label or finalizer updates
+            existing = {_key(f) for f in self._unresolved(old_workload)}
+            for finding in unresolved:
+                if _key(finding) in existing:
+                    finding.preexisting = True
+                    finding.message += " [already present before this update]"
+        decision.findings.extend(unresolved)
         for active in self.validating:
             if not self._matches(active, request, workload):
                 continue
@@ -313,16 +335,41 @@ class Engine:
                         finding.message += " [already present before this update]"
             decision.findings.extend(findings)
 
+    def _unresolved(self, workload: workloads.Workload) -> list[decisions.Finding]:
+        """A finding per pod claim whose ResourceClaim or template cannot be found: its
+        devices are not counted, so `dra.unresolved` says whether that denies or warns."""
+        mode = "enforce" if self.config.dra.unresolved == "deny" else "warn"
+        resolver = workload.context.claims
+        assert resolver is not None  # the engine's contexts always carry one
+        claims = resolver.source
+        findings = []
+        for pod in workload.pods:
+            for claim in accelerators.pod_claims(pod, []).missing:
+                violation = Violation.at_pod(
+                    pod, f"{claim.describe} is not in {claims.describe()}, so its devices "
+                         f"cannot be counted",
+                    f"create the {claim.kind} {claim.target} before the pod" + (
+                        ", or give its manifest to mlgate check too"
+                        if isinstance(claims, dra.Manifests) else ""),
+                    "resourceClaims")
+                findings.append(decisions.Finding(
+                    DRA, mode, decisions.format_violation(DRA, workload, violation),
+                    path=claim.pointer))
+        return findings
+
     # -- offline (mlgate check) -------------------------------------------------
     async def check(self, obj: dict[str, Any], namespace: str = "default",
+                    claims: dra.Source | None = None,
                     ) -> tuple[decisions.Decision, decisions.Decision, dict[str, Any]]:
-        """Mutate then validate one manifest as the API server would on CREATE."""
+        """Mutate then validate one manifest as the API server would on CREATE; pod
+        claims are looked up in `claims` (the other manifests given), else nowhere."""
+        claims = claims or dra.Manifests([obj], namespace)
         request = admission.synthetic_request(obj, user=CHECK_USER, uid="offline",
                                               namespace=namespace)
-        mutated = await self.evaluate(request, MUTATE)
+        mutated = await self.evaluate(request, MUTATE, claims)
         result = patches.apply(obj, mutated.patch)
         validated = await self.evaluate(admission.synthetic_request(
-            result, user=CHECK_USER, uid=request.uid, namespace=namespace), VALIDATE)
+            result, user=CHECK_USER, uid=request.uid, namespace=namespace), VALIDATE, claims)
         return mutated, validated, result
 
 

@@ -199,16 +199,16 @@ class Engines:
 
 async def _resources(eng: engine.Engine, files: list[Path], namespace: str) -> list[Resource]:
     resources = []
-    for path in files:
-        objects = cli.load_manifests(path)
-        results = await cli._check(eng, [path], namespace)
-        for obj, result in zip(objects, results, strict=True):
-            request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
-                                                  namespace=namespace)
-            resources.append(Resource(
-                path, request.kind, request.namespace,
-                request.name or cli._describe(obj).partition(" ")[2], result,
-                patches.apply(obj, result["patch"])))
+    # One check over every file, so a pod finds the claim templates of the other files.
+    objects = [(path, obj) for path in files for obj in cli.load_manifests(path)]
+    results = await cli._check(eng, files, namespace)
+    for (path, obj), result in zip(objects, results, strict=True):
+        request = admission.synthetic_request(obj, user=engine.CHECK_USER, uid="offline",
+                                              namespace=namespace)
+        resources.append(Resource(
+            path, request.kind, request.namespace,
+            request.name or cli._describe(obj).partition(" ")[2], result,
+            patches.apply(obj, result["patch"])))
     return resources
 
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from webhook import config, engine, errors
+from webhook import config, dra, engine, errors
 
 log = logging.getLogger("mlgate.runtime")
 
@@ -41,11 +41,19 @@ class Runtime:
         self._stamp: tuple[int, int, int] | None = None
         self._engine: engine.Engine | None = None
         self.last_error = ""
+        self.claims: dra.Source | None = None  # where engines look pod claims up
+
+    def use_claims(self, source: dra.Source) -> None:
+        """Look pod claims up in `source` (the server's claim cache) from now on."""
+        self.claims = source
+        if self._engine is not None:
+            self._engine.claims = source
 
     def load(self) -> engine.Engine:
         """Build the first engine from the file. Raises ConfigError when it is invalid."""
         self._stamp = _stamp(self.config_path) if self.config_path else None
-        self._engine = engine.Engine.build(config.load(self.config_path, self.environ))
+        self._engine = engine.Engine.build(config.load(self.config_path, self.environ),
+                                           claims=self.claims)
         return self._engine
 
     @property
@@ -62,7 +70,8 @@ class Runtime:
     async def reload(self) -> bool:
         """Build an engine from the file as it is now. False (and logged) when invalid."""
         try:
-            new = engine.Engine.build(config.load(self.config_path, self.environ))
+            new = engine.Engine.build(config.load(self.config_path, self.environ),
+                                      claims=self.claims)
         except errors.ConfigError as exc:
             self.last_error = str(exc)
             log.error("configuration rejected, keeping the last good one: %s", exc)

@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, logs, metrics, tls
+from webhook import certs, claimcache, logs, metrics, tls
 from webhook.audit import routes as audit_routes
 from webhook.audit import service as audit_service
 from webhook.runtime import Runtime
@@ -46,6 +46,12 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
                 services: Sequence[app_module.Service] = ()) -> FastAPI:
     """The whole server app: admission routes, audit endpoints, observers and services."""
     audit = audit_service.Audit(runtime, data_dir)
+    extra: list[app_module.Service] = []
+    cache_settings = runtime.engine.config.dra.cache
+    if cache_settings.enabled:  # read at start: turning it on or off needs a restart
+        cache = claimcache.ClaimCache(cache_settings)
+        runtime.use_claims(cache)
+        extra.append(cache)
     runtime.listeners.append(metrics.reload_result)
     if tls_context is not None:
         cert_file = tls_context.cert_file
@@ -54,7 +60,7 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
         runtime, tls_context=tls_context,
         observers=[metrics.observe_decision, logs.log_decision, audit.observe,
                    audit.events.observe],
-        services=[audit, *services], routers=[audit_routes.router(audit)])
+        services=[*extra, audit, *services], routers=[audit_routes.router(audit)])
 
 
 # Idle keep-alive connections stay open longer than the API server keeps them (client-go's

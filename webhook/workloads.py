@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from webhook import schema
 
 if TYPE_CHECKING:
-    from webhook import kind_table
+    from webhook import dra, kind_table
 
 JSON = dict[str, Any]
 
@@ -120,6 +120,10 @@ class PodSpecView:
     containers: list[ContainerView] = field(default_factory=list)
     metadata_holder: JSON | None = None  # dict owning `metadata` (template) for labels
     labels_inline: bool = False  # KServe components carry `labels`/`annotations` inline
+    # Bound by its `Workload` from the request: where the pod's DRA claims are looked up
+    # (`accelerators` reads them; None: claims are not looked at) and in which namespace.
+    claims: dra.Resolver | None = field(default=None, repr=False, compare=False)
+    namespace: str = ""
 
     # -- reading ---------------------------------------------------------------
     def resources_matching(self, patterns: list[str]) -> list[str]:
@@ -204,6 +208,9 @@ class Context:
     dry_run: bool = False
     old_object: JSON | None = None
     request: JSON = field(default_factory=dict)  # the normalised request, for CEL rules
+    # Finds the ResourceClaims and templates that pod claims name; the `Workload` hands
+    # it to its pods. None: DRA claims are not looked at.
+    claims: dra.Resolver | None = None
 
 
 @dataclass
@@ -216,6 +223,10 @@ class Workload:
     pods: list[PodSpecView]
     kind_spec: kind_table.KindSpec | None  # its entry in the kind table
     context: Context = field(default_factory=Context)
+
+    def __post_init__(self) -> None:
+        for pod in self.pods:
+            pod.claims, pod.namespace = self.context.claims, self.namespace
 
     @property
     def metadata(self) -> JSON:

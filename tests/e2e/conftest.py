@@ -34,6 +34,9 @@ def base_config(gate: cluster.Mlgate) -> dict[str, Any]:
     config = yaml.safe_load((gate.workdir / "chart-config.yaml").read_text()) or {}
     config["audit"] = {**config.get("audit", {}), "kubernetesAuth": True,
                        "scan": {"kubeconfig": str(gate.workdir / "sa-kubeconfig")}}
+    # the claim cache (GPUs through DRA), with the RBAC the chart grants for it
+    config.setdefault("dra", {})["cache"] = {"enabled": True,
+                                             "kubeconfig": str(gate.workdir / "sa-kubeconfig")}
     return config
 
 
@@ -41,7 +44,8 @@ def base_config(gate: cluster.Mlgate) -> dict[str, Any]:
 def release(plane: controlplane.ControlPlane,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Mlgate]:
     """The chart installed (certificates made by the chart), `mlgate serve` answering."""
-    gate = cluster.install(plane, tmp_path_factory.mktemp("mlgate"))
+    gate = cluster.install(plane, tmp_path_factory.mktemp("mlgate"),
+                           "--set", "config.dra.cache.enabled=true")
     (gate.workdir / "chart-config.yaml").write_text(gate.config_file.read_text())
     cluster.token_kubeconfig(plane, gate.workdir / "sa-kubeconfig",
                              cluster.token(plane, gate.release, gate.namespace))

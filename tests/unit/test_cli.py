@@ -142,3 +142,45 @@ def test_check_shows_the_exception_that_let_a_resource_through(
     assert json.loads(out)[0]["exceptions"] == [{
         "name": "legacy-bad", "owner": "team-a", "expires": "2999-01-01",
         "reason": "limits come with the v2 image"}]
+
+
+# -- DRA: pods find their claim templates among the manifests given ----------------------
+DRA_DEMO = "corpus/pod/dra-gpu-test-count-resourceclaim-multidoc.yaml"
+
+
+def test_check_resolves_claim_templates_of_a_multi_document_file(
+        shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo = shared_dir / DRA_DEMO
+    docs = list(yaml.safe_load_all(demo.read_text()))
+    assert [d["kind"] for d in docs if d] == ["Namespace", "ResourceClaimTemplate", "Pod"]
+    cfg = tmp_path / "mlgate.yaml"
+    cfg.write_text(yaml.safe_dump({"policies": {"gpu-limits": {"params": {"maxPerPod": 1}}}}))
+    code, out, _ = run(capsys, "check", "-f", str(demo), "--config", str(cfg))
+    assert code == 1
+    assert ("deny: [gpu-limits] Pod gpu-test1/gpu-pod /spec: the pod (pod) asks for 2 "
+            "accelerators (through pod claim 'twogpus' (claim template double-gpu), request "
+            "'gpu': 2 x gpu.nvidia.com); at most 1 are allowed per pod in namespace "
+            "gpu-test1") in out
+    assert "[dra]" not in out
+
+    # the demo adds the GPU toleration by hand; without it, gpu-tolerations adds it
+    pod = docs[-1]
+    del pod["spec"]["tolerations"]
+    code, out, _ = run(capsys, "check", "-f", str(write(tmp_path / "pod.yaml", pod)),
+                       "-f", str(write(tmp_path / "template.yaml", docs[1])), "-o", "json")
+    result = {r["resource"]: r for r in json.loads(out)}["Pod gpu-pod"]
+    assert {"op": "add", "path": "/spec/tolerations", "value": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]} in result[
+        "patch"]
+    assert result["warnings"] == []
+
+
+def test_check_says_when_a_claim_template_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = pod_spec(container(limits={"cpu": "1", "memory": "1Gi"}),
+                    resourceClaims=[{"name": "g", "resourceClaimTemplateName": "absent"}])
+    spec["containers"][0]["resources"]["claims"] = [{"name": "g"}]
+    code, out, _ = run(capsys, "check", "-f", str(write(tmp_path / "p.yaml", pod(spec))))
+    assert code == 0
+    assert ("warn: [dra] Pod ml/train /spec: pod claim 'g' (claim template absent) is not in "
+            "the manifests given, so its devices cannot be counted") in out

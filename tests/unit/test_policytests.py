@@ -57,9 +57,9 @@ def test_the_examples_pass_and_write_junit(tmp_path: Path) -> None:
         [sys.executable, "-m", "webhook.cli", "test", "examples/tests", "--junit", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed, 0 failed" in result.stdout
+    assert "10 passed, 0 failed" in result.stdout
     cases = junit_cases(report)
-    assert len(cases) == 8
+    assert len(cases) == 10
     assert not [name for name, case in cases.items() if case.find("failure") is not None]
 
 
@@ -236,7 +236,7 @@ def kubectl() -> str:
 
 
 @pytest.mark.parametrize(("argv", "code", "says"), [
-    (["test", "examples/tests"], 0, "8 passed, 0 failed"),
+    (["test", "examples/tests"], 0, "10 passed, 0 failed"),
     (["check", "-f", "examples/manifests/good", "--config", "examples/mlgate.yaml"], 0,
      "3 resources: 0 denied, 3 allowed"),
     (["check", "-f", "examples/manifests/bad/privileged-pod.yaml"], 1, "Pod debug-node: DENIED"),
@@ -263,3 +263,25 @@ def test_the_readme_example_is_a_passing_test_file(tmp_path: Path,
     code, out, err = run(capsys, str(tmp_path / "tests"))
     assert (code, err) == (0, ""), out
     assert "2 passed, 0 failed" in out
+
+
+def test_a_pod_finds_the_claim_template_of_another_manifest_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+                "metadata": {"name": "two", "namespace": "ml"},
+                "spec": {"spec": {"devices": {"requests": [
+                    {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                                "count": 2}}]}}}}
+    spec = pod_spec(container(limits={"cpu": "1", "memory": "1Gi"}),
+                    resourceClaims=[{"name": "g", "resourceClaimTemplateName": "two"}])
+    spec["containers"][0]["resources"]["claims"] = [{"name": "g"}]
+    (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod(spec, name="dra", namespace="ml")))
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(template))
+    (tmp_path / "mlgate.yaml").write_text(yaml.safe_dump(
+        {"policies": {"gpu-limits": {"params": {"maxPerPod": 1}}}}))
+    write_test(tmp_path / "t.yaml", [
+        {"resource": "Pod ml/dra", "verdict": "denied", "deny": ["gpu-limits"],
+         "mutated": {"/spec/tolerations": [{"key": "nvidia.com/gpu"}]}}],
+        manifests=["pod.yaml", "claims.yaml"], config="mlgate.yaml")
+    code, out, _ = run(capsys, str(tmp_path / "t.yaml"))
+    assert code == 0, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from webhook import dra
 from webhook.runtime import Runtime
 
 
@@ -30,3 +31,15 @@ async def test_a_configmap_update_through_the_data_symlink_is_reloaded(tmp_path:
     kubelet_publish(tmp_path, "v2", "policies: {require-limits: {mode: warn}}\n")
     assert await runtime.reload_if_changed() is True
     assert runtime.engine.config.policies["require-limits"].mode == "warn"
+
+
+async def test_the_claim_source_outlives_a_reload(tmp_path: Path) -> None:
+    (tmp_path / "mlgate.yaml").write_text("policies: {require-limits: {mode: enforce}}\n")
+    runtime = Runtime(tmp_path / "mlgate.yaml")
+    runtime.load()
+    assert isinstance(runtime.engine.claims, dra.Nothing)
+    source = dra.Manifests([])
+    runtime.use_claims(source)  # what the server does with its claim cache
+    assert runtime.engine.claims is source
+    assert await runtime.reload() is True
+    assert runtime.engine.claims is source

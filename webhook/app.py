@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import orjson
+import starlette.requests
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
@@ -122,7 +123,11 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return _problem(f"request body is {length} bytes, over the limit of {limit}", 413)
-        body = await _read_limited(request, limit)
+        try:
+            body = await _read_limited(request, limit)
+        except starlette.requests.ClientDisconnect:  # gone, or cut off by a body timeout
+            return _problem("the client closed the connection before the body was complete",
+                            400)
         if body is None:
             return _problem(f"request body is over the limit of {limit} bytes", 413)
         try:

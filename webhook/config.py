@@ -95,6 +95,17 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
 }
 
 
+class ConnectionSettings(schema.Model):
+    """Limits on each client connection (`webhook.connections`; read at start)."""
+
+    maxHeaderBytes: int = Field(64 * 1024, ge=4096)  # request line + headers; 431 past it
+    headerTimeout: schema.Duration = 5.0  # first byte of a request to the end of its headers
+    bodyTimeout: schema.Duration = 10.0  # end of the headers to the end of the body
+    firstRequestTimeout: schema.Duration = 10.0  # TLS handshake done to a request's first byte
+    idleTimeout: schema.Duration = 5.0  # keep-alive between requests (whole seconds, up)
+    maxConnections: int = Field(1000, gt=0)  # open at once; past it, new ones are closed
+
+
 class Config(schema.Model):
     exemptions: Exemptions = Field(default_factory=Exemptions)
     policyPaths: list[str] = []
@@ -104,6 +115,7 @@ class Config(schema.Model):
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     journal: audit_settings.JournalSettings = Field(default_factory=audit_settings.JournalSettings)
     audit: audit_settings.AuditSettings = Field(default_factory=audit_settings.AuditSettings)
 

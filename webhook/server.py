@@ -3,13 +3,15 @@
 `application()` is where the server is wired together: the admission app of `webhook.app`
 with its decision observers (metrics, the decision log, the journal), its services (the
 audit journal and scan, plus what the caller adds, such as certificate renewal) and the
-audit router. Start reading here to see what runs in `mlgate serve`.
+audit router; `build()` puts it under uvicorn with the connection limits of
+`webhook.connections`. Start reading here to see what runs in `mlgate serve`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -20,7 +22,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, logs, metrics, tls
+from webhook import certs, connections, logs, metrics, tls
+from webhook import config as config_module
 from webhook.audit import routes as audit_routes
 from webhook.audit import service as audit_service
 from webhook.runtime import Runtime
@@ -62,9 +65,15 @@ def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           data_dir: str | None = None,
           services: Sequence[app_module.Service] = ()) -> uvicorn.Server:
     context = tls.ReloadingContext(cert, key, client_ca)
+    limits = (runtime.engine.config.connections if runtime.ready
+              else config_module.ConnectionSettings())
+    connections.ensure_file_descriptors(limits)
     config = uvicorn.Config(
         application(runtime, context, data_dir, services), host=host, port=port,
         log_level=log_level, access_log=False,
+        # httptools with mlgate's header cap and per-phase deadlines; no WebSockets
+        http=connections.protocol(limits), ws="none",
+        timeout_keep_alive=math.ceil(limits.idleTimeout),
         lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
         log_config=None,  # keep the process's logging (JSON lines, webhook.logs)
         # our context, so that certificate reloads reach every new handshake

@@ -167,16 +167,21 @@ def protocol(settings: config.ConnectionSettings) -> type[LimitedProtocol]:
     return type("LimitedProtocol", (LimitedProtocol,), {"settings": settings})
 
 
-def ensure_file_descriptors(settings: config.ConnectionSettings, spare: int = 128) -> None:
-    """Raise the soft fd limit to fit `maxConnections` (plus files, the journal, registries)
-    if the hard limit allows; else say which limit will bite first."""
+def fit_file_descriptors(settings: config.ConnectionSettings,
+                         spare: int = 128) -> config.ConnectionSettings:
+    """Raise the soft open-file limit to fit `maxConnections` plus `spare` (the journal,
+    registries, files) if the hard limit allows; else lower the cap to what fits, and say
+    so: past the fd limit, accept() fails and every client suffers, not just the excess."""
     needed = settings.maxConnections + spare
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        log.warning("the open file limit (%d) is below connections.maxConnections (%d) plus "
-                    "%d spare: raise it (ulimit -n) or lower maxConnections", soft,
-                    settings.maxConnections, spare)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return settings
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target >= needed:
+        return settings
+    fits = max(target - spare, 1)
+    log.warning("the open file limit (hard %d) is below connections.maxConnections (%d) "
+                "plus %d spare: at most %d connections at once; raise the limit (ulimit -n) "
+                "to allow more", hard, settings.maxConnections, spare, fits)
+    return settings.model_copy(update={"maxConnections": fits})

@@ -65,9 +65,8 @@ def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           data_dir: str | None = None,
           services: Sequence[app_module.Service] = ()) -> uvicorn.Server:
     context = tls.ReloadingContext(cert, key, client_ca)
-    limits = (runtime.engine.config.connections if runtime.ready
-              else config_module.ConnectionSettings())
-    connections.ensure_file_descriptors(limits)
+    limits = connections.fit_file_descriptors(
+        runtime.engine.config.connections if runtime.ready else config_module.ConnectionSettings())
     config = uvicorn.Config(
         application(runtime, context, data_dir, services), host=host, port=port,
         log_level=log_level, access_log=False,

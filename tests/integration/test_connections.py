@@ -9,8 +9,10 @@ import contextlib
 import select
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -159,3 +161,36 @@ def test_connections_past_the_cap_are_refused_with_a_log_line(server: RunningSer
     while not admitted(server):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_a_low_open_file_limit_lowers_the_cap_and_says_so(tmp_path: Path) -> None:
+    """Under `ulimit -n 256`, 1000 connections cannot fit: the cap becomes 128 and the log
+    says so; connections past it are closed while normal requests on open ones go on."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\nulimit -n 256\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    with running_server(tmp_path, python=str(wrapper)) as server:
+        assert "at most 128 connections at once" in server.output()
+        with server.client() as client:
+            assert client.get("/healthz").status_code == 200  # its connection is open first
+            held = []
+            try:
+                for _ in range(300):  # past the fd limit itself
+                    with contextlib.suppress(OSError):
+                        held.append(tls_open(server))
+                assert client.post("/validate",
+                                   json=factories.admission_review(POD)).status_code == 200
+            finally:
+                for sock in held:
+                    sock.close()
+        assert "the limit of connections.maxConnections" in server.output()
+        assert "Too many open files" not in server.output()
+
+
+def tls_open(server: RunningServer) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        return server.ssl_context().wrap_socket(raw, server_hostname="mlgate.mlgate-system.svc")
+    except BaseException:
+        raw.close()
+        raise

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -22,10 +23,11 @@ import starlette.requests
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from webhook import admission, decisions, engine, schema, tls
+from webhook import admission, decisions, engine, metrics, schema, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
+OVERLOAD_LOG_EVERY = 10.0  # seconds between two "overloaded" log lines
 
 DecisionObserver = Callable[[decisions.Decision], None]
 """Called with every decision after it is made; must not block, must not raise."""
@@ -48,6 +50,8 @@ class AppState:
     observers: Sequence[DecisionObserver]
     services: Sequence[Service]
     started: bool = False  # every service is up; False again as soon as shutdown begins
+    in_flight: int = 0  # admission requests being evaluated now
+    overload_logged: float = 0.0  # monotonic time of the last "overloaded" log line
 
 
 def state_of(app: FastAPI) -> AppState:
@@ -71,6 +75,20 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _overloaded(state: AppState, limit: int) -> Response:
+    """503 at once: the API server applies the webhook's failure policy now, instead of
+    after its timeout, and every request already admitted keeps its answer time."""
+    metrics.OVERLOADED.inc()
+    now = time.monotonic()
+    if now - state.overload_logged >= OVERLOAD_LOG_EVERY:
+        state.overload_logged = now
+        log.warning("overloaded: %d admission requests in flight (maxInFlight); refusing "
+                    "the excess with 503 (mlgate_admission_overloaded_total)", limit)
+    return _problem(f"mlgate is evaluating {limit} admission requests already (maxInFlight); "
+                    f"refused at once so that the webhook's failure policy applies now; add "
+                    f"replicas or raise maxInFlight", 503)
 
 
 def _notify(observers: Sequence[DecisionObserver], decision: decisions.Decision) -> None:
@@ -135,7 +153,13 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
         except admission.BadReview as exc:
             log.warning("rejected %s request: %s", phase, exc.reason)
             return _problem(exc.reason, exc.status)
-        decision = await current.evaluate(parsed, phase)
+        if state.in_flight >= current.config.maxInFlight:
+            return _overloaded(state, current.config.maxInFlight)
+        state.in_flight += 1
+        try:
+            decision = await current.evaluate(parsed, phase)
+        finally:
+            state.in_flight -= 1
         _notify(state.observers, decision)
         return _json(admission.respond(
             parsed.api_version, parsed.uid, decision.allowed, message=decision.message,

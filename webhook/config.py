@@ -113,6 +113,7 @@ class Config(schema.Model):
     mutateOnUpdate: list[kind_table.KindName] = []  # kinds whose pod template UPDATE may change
     deadline: schema.Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
+    maxInFlight: int = Field(256, gt=0)  # admission requests evaluated at once; 503 past it
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)

@@ -33,6 +33,9 @@ REQUESTS = Counter(
 DURATION = Histogram(
     "mlgate_admission_duration_seconds", "Time to evaluate one admission request, by endpoint "
     "and decision.", ["endpoint", "decision"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+OVERLOADED = Counter(
+    "mlgate_admission_overloaded", "Admission requests answered 503 at once because "
+    "maxInFlight requests were being evaluated already.", registry=REGISTRY)
 POLICY_EVALUATIONS = Counter(
     "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, mutated, "
     "error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)

@@ -77,6 +77,19 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def readiness(state: AppState) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of /readyz, on the admission port and the health port."""
+    problems = []
+    if not state.runtime.ready:
+        problems.append("policies are not loaded")
+    elif not state.started:
+        problems.append("the server is starting or shutting down")
+    if problems:
+        return 503, orjson.dumps({"status": "not ready", "problems": problems})
+    return 200, orjson.dumps({"status": "ready",
+                              "policies": [p.name for p in state.runtime.engine.active]})
+
+
 def _overloaded(state: AppState, limit: int) -> Response:
     """503 at once: the API server applies the webhook's failure policy now, instead of
     after its timeout, and every request already admitted keeps its answer time."""
@@ -180,14 +193,8 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        problems = []
-        if not runtime.ready:
-            problems.append("policies are not loaded")
-        elif not state.started:
-            problems.append("the server is starting or shutting down")
-        if problems:
-            return _json({"status": "not ready", "problems": problems}, 503)
-        return _json({"status": "ready", "policies": [p.name for p in runtime.engine.active]})
+        status, body = readiness(state)
+        return Response(body, status_code=status, media_type="application/json")
 
     for router in routers:
         app.include_router(router)

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, connections, logs, metrics, tls
+from webhook import certs, connections, health, logs, metrics, tls
 from webhook import config as config_module
 from webhook.audit import routes as audit_routes
 from webhook.audit import service as audit_service
@@ -63,12 +63,19 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
 def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           client_ca: str | None = None, log_level: str = "info",
           data_dir: str | None = None,
-          services: Sequence[app_module.Service] = ()) -> uvicorn.Server:
+          services: Sequence[app_module.Service] = (),
+          health_port: int | None = None) -> uvicorn.Server:
+    """uvicorn over HTTPS on host:port; `health_port`: probes and metrics there too."""
     context = tls.ReloadingContext(cert, key, client_ca)
+    listener = health.Listener(host, health_port) if health_port else None
+    app = application(runtime, context, data_dir,
+                      [*services, listener] if listener is not None else services)
+    if listener is not None:
+        listener.app = app
     limits = connections.fit_file_descriptors(
         runtime.engine.config.connections if runtime.ready else config_module.ConnectionSettings())
     config = uvicorn.Config(
-        application(runtime, context, data_dir, services), host=host, port=port,
+        app, host=host, port=port,
         log_level=log_level, access_log=False,
         # httptools with mlgate's header cap and per-phase deadlines; no WebSockets
         http=connections.protocol(limits), ws="none",

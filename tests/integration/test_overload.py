@@ -57,7 +57,8 @@ def test_the_excess_over_max_in_flight_is_a_503_at_once(tmp_path: Path) -> None:
         refused = [r for r in results if r[0] == 503]
         assert len(served) >= 3 and len(served) + len(refused) == 12, results
         assert len(refused) >= 6, results
-        assert all(took < 0.9 for _, took, _ in refused), refused
+        # refused at once: before any served request, which takes the policy's 1 s
+        assert max(took for _, took, _ in refused) < min(took for _, took, _ in served), results
         assert "maxInFlight" in refused[0][2]
         print(f"{len(refused)} of 12 refused, slowest refusal after "
               f"{max(took for _, took, _ in refused) * 1000:.0f} ms")

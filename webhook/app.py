@@ -13,18 +13,21 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import orjson
+import starlette.requests
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from webhook import admission, decisions, engine, schema, tls
+from webhook import admission, decisions, engine, metrics, schema, tls
 from webhook.runtime import Runtime
 
 log = logging.getLogger("mlgate.app")
+OVERLOAD_LOG_EVERY = 10.0  # seconds between two "overloaded" log lines
 
 DecisionObserver = Callable[[decisions.Decision], None]
 """Called with every decision after it is made; must not block, must not raise."""
@@ -47,6 +50,8 @@ class AppState:
     observers: Sequence[DecisionObserver]
     services: Sequence[Service]
     started: bool = False  # every service is up; False again as soon as shutdown begins
+    in_flight: int = 0  # admission requests being evaluated now
+    overload_logged: float = 0.0  # monotonic time of the last "overloaded" log line
 
 
 def state_of(app: FastAPI) -> AppState:
@@ -70,6 +75,33 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def readiness(state: AppState) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of /readyz, on the admission port and the health port."""
+    problems = []
+    if not state.runtime.ready:
+        problems.append("policies are not loaded")
+    elif not state.started:
+        problems.append("the server is starting or shutting down")
+    if problems:
+        return 503, orjson.dumps({"status": "not ready", "problems": problems})
+    return 200, orjson.dumps({"status": "ready",
+                              "policies": [p.name for p in state.runtime.engine.active]})
+
+
+def _overloaded(state: AppState, limit: int) -> Response:
+    """503 at once: the API server applies the webhook's failure policy now, instead of
+    after its timeout, and every request already admitted keeps its answer time."""
+    metrics.OVERLOADED.inc()
+    now = time.monotonic()
+    if now - state.overload_logged >= OVERLOAD_LOG_EVERY:
+        state.overload_logged = now
+        log.warning("overloaded: %d admission requests in flight (maxInFlight); refusing "
+                    "the excess with 503 (mlgate_admission_overloaded_total)", limit)
+    return _problem(f"mlgate is evaluating {limit} admission requests already (maxInFlight); "
+                    f"refused at once so that the webhook's failure policy applies now; add "
+                    f"replicas or raise maxInFlight", 503)
 
 
 def _notify(observers: Sequence[DecisionObserver], decision: decisions.Decision) -> None:
@@ -122,7 +154,11 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return _problem(f"request body is {length} bytes, over the limit of {limit}", 413)
-        body = await _read_limited(request, limit)
+        try:
+            body = await _read_limited(request, limit)
+        except starlette.requests.ClientDisconnect:  # gone, or cut off by a body timeout
+            return _problem("the client closed the connection before the body was complete",
+                            400)
         if body is None:
             return _problem(f"request body is over the limit of {limit} bytes", 413)
         try:
@@ -130,7 +166,13 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
         except admission.BadReview as exc:
             log.warning("rejected %s request: %s", phase, exc.reason)
             return _problem(exc.reason, exc.status)
-        decision = await current.evaluate(parsed, phase)
+        if state.in_flight >= current.config.maxInFlight:
+            return _overloaded(state, current.config.maxInFlight)
+        state.in_flight += 1
+        try:
+            decision = await current.evaluate(parsed, phase)
+        finally:
+            state.in_flight -= 1
         _notify(state.observers, decision)
         return _json(admission.respond(
             parsed.api_version, parsed.uid, decision.allowed, message=decision.message,
@@ -151,14 +193,8 @@ def create_app(runtime: Runtime, *, tls_context: tls.ReloadingContext | None = N
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        problems = []
-        if not runtime.ready:
-            problems.append("policies are not loaded")
-        elif not state.started:
-            problems.append("the server is starting or shutting down")
-        if problems:
-            return _json({"status": "not ready", "problems": problems}, 503)
-        return _json({"status": "ready", "policies": [p.name for p in runtime.engine.active]})
+        status, body = readiness(state)
+        return Response(body, status_code=status, media_type="application/json")
 
     for router in routers:
         app.include_router(router)

@@ -49,7 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cert, key = server.resolve_tls_files(args.tls_cert, args.tls_key, args.certs_dir)
     services = [manager.renewal(args.renew_check_interval)] if manager is not None else []
     uv = server.build(runtime, cert, key, args.host, args.port, client_ca=args.client_ca,
-                      log_level=args.log_level, data_dir=args.data_dir, services=services)
+                      log_level=args.log_level, data_dir=args.data_dir, services=services,
+                      health_port=args.health_port)
     server.serve(uv, args.workers)
     return EXIT_OK
 
@@ -258,6 +259,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the webhook server (HTTPS)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--health-port", type=int, default=None,
+                       help="also serve /healthz, /readyz and /metrics over plain HTTP on this "
+                            "port, apart from admission (the chart's probes use it)")
     serve.add_argument("--config", default=None, help="mlgate.yaml (default: built-in defaults)")
     serve.add_argument("--tls-cert", default=None)
     serve.add_argument("--tls-key", default=None)

@@ -99,6 +99,21 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
 PolicyExceptions = dict[str, exceptions.PolicyException]  # (a field below is named exceptions)
 
 
+class ConnectionSettings(schema.Model):
+    """Limits on each client connection (`webhook.connections`; read at start)."""
+
+    maxHeaderBytes: int = Field(64 * 1024, ge=4096)  # request line + headers; 431 past it
+    headerTimeout: schema.Duration = 5.0  # first byte of a request to the end of its headers
+    bodyTimeout: schema.Duration = 10.0  # end of the headers to the end of the body
+    firstRequestTimeout: schema.Duration = 10.0  # TLS handshake done to a request's first byte
+    # Keep-alive between requests (whole seconds, up). Longer than the API server keeps idle
+    # connections (client-go: 90 s): were mlgate to close first, a request sent on a
+    # connection as it closes fails with EOF and a POST is not retried, so the failure policy
+    # refuses a create (seen through the real API server with 5 s: 1 create in ~1,000).
+    idleTimeout: schema.Duration = 120.0
+    maxConnections: int = Field(1000, gt=0)  # open at once; past it, new ones are closed
+
+
 class Config(schema.Model):
     exemptions: Exemptions = Field(default_factory=Exemptions)
     policyPaths: list[str] = []
@@ -107,8 +122,10 @@ class Config(schema.Model):
     deadline: schema.Duration = 4.0  # whole request, kept below the webhook timeout (5s by default)
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     dra: dra_settings.Settings = Field(default_factory=dra_settings.Settings)
+    maxInFlight: int = Field(256, gt=0)  # admission requests evaluated at once; 503 past it
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     journal: audit_settings.JournalSettings = Field(default_factory=audit_settings.JournalSettings)
     audit: audit_settings.AuditSettings = Field(default_factory=audit_settings.AuditSettings)
     exceptions: PolicyExceptions = {}  # named, with owner and expiry

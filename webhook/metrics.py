@@ -5,6 +5,10 @@ observer); the journal fills its own; the composition root (`webhook.server`) co
 reload and certificate metrics. With `serve --workers N`
 each worker process has its own registry: scrape them through one worker at a time or
 run one worker per pod (the chart's default).
+
+Every label value comes from a bounded set, never straight from a request: a kind is
+its name when the kind table knows it and `other` otherwise, so that 30,000 made-up kinds
+cannot make 30,000 series (a slow scrape that blocks the event loop, and memory).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from webhook import admission, kind_table
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -21,11 +27,15 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 REQUESTS = Counter(
     "mlgate_admission_requests", "Admission requests answered, by endpoint, operation, kind "
-    "and decision (allowed, denied, mutated, warned, skipped).",
+    "(of the kind table, else other) and decision (allowed, denied, mutated, warned, "
+    "skipped).",
     ["endpoint", "operation", "kind", "decision"], registry=REGISTRY)
 DURATION = Histogram(
     "mlgate_admission_duration_seconds", "Time to evaluate one admission request, by endpoint "
     "and decision.", ["endpoint", "decision"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+OVERLOADED = Counter(
+    "mlgate_admission_overloaded", "Admission requests answered 503 at once because "
+    "maxInFlight requests were being evaluated already.", registry=REGISTRY)
 POLICY_EVALUATIONS = Counter(
     "mlgate_policy_evaluations", "Policy evaluations by policy, result (pass, fail, excepted, "
     "mutated, error) and mode.", ["policy", "result", "mode"], registry=REGISTRY)
@@ -82,11 +92,23 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
+OTHER = "other"
+
+
+def kind_label(group: str, kind: str) -> str:
+    """The kind's name if the kind table has (group, kind), else `other`."""
+    return kind if kind_table.lookup(group, kind) is not None else OTHER
+
+
+def operation_label(operation: str) -> str:
+    return operation if operation in admission.OPERATIONS else OTHER
+
+
 def observe(decision: Any, evaluated: list[tuple[str, str]]) -> None:
     """Count one decision. `evaluated`: (policy, mode) of the policies that ran."""
     verdict = decision.outcome
-    _child(REQUESTS, decision.phase, decision.operation or "-", decision.kind or "-",
-           verdict).inc()
+    _child(REQUESTS, decision.phase, operation_label(decision.operation),
+           kind_label(decision.group, decision.kind), verdict).inc()
     _child(DURATION, decision.phase, verdict).observe(decision.duration)
     for policy, mode in evaluated:
         _child(POLICY_EVALUATIONS, policy, _policy_result(policy, decision), mode).inc()

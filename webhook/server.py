@@ -3,13 +3,15 @@
 `application()` is where the server is wired together: the admission app of `webhook.app`
 with its decision observers (metrics, the decision log, the journal), its services (the
 audit journal and scan, plus what the caller adds, such as certificate renewal) and the
-audit router. Start reading here to see what runs in `mlgate serve`.
+audit router; `build()` puts it under uvicorn with the connection limits of
+`webhook.connections`. Start reading here to see what runs in `mlgate serve`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -20,7 +22,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, claimcache, logs, metrics, tls
+from webhook import certs, claimcache, connections, health, logs, metrics, tls
+from webhook import config as config_module
 from webhook.audit import routes as audit_routes
 from webhook.audit import service as audit_service
 from webhook.runtime import Runtime
@@ -63,22 +66,26 @@ def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = Non
         services=[*extra, audit, *services], routers=[audit_routes.router(audit)])
 
 
-# Idle keep-alive connections stay open longer than the API server keeps them (client-go's
-# transport closes idle connections after 90 s). If the server closed first, a request the
-# API server sends on a connection at the moment it is closed fails with EOF, and a POST is
-# not retried: the failure policy then refuses a create (seen through the real API server
-# with uvicorn's 5 s default, 1 create in ~1,000 after a pause in traffic).
-KEEP_ALIVE_SECONDS = 120
-
-
 def build(runtime: Runtime, cert: Path, key: Path, host: str, port: int,
           client_ca: str | None = None, log_level: str = "info",
           data_dir: str | None = None,
-          services: Sequence[app_module.Service] = ()) -> uvicorn.Server:
+          services: Sequence[app_module.Service] = (),
+          health_port: int | None = None) -> uvicorn.Server:
+    """uvicorn over HTTPS on host:port; `health_port`: probes and metrics there too."""
     context = tls.ReloadingContext(cert, key, client_ca)
+    listener = health.Listener(host, health_port) if health_port else None
+    app = application(runtime, context, data_dir,
+                      [*services, listener] if listener is not None else services)
+    if listener is not None:
+        listener.app = app
+    limits = connections.fit_file_descriptors(
+        runtime.engine.config.connections if runtime.ready else config_module.ConnectionSettings())
     config = uvicorn.Config(
-        application(runtime, context, data_dir, services), host=host, port=port,
-        log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        app, host=host, port=port,
+        log_level=log_level, access_log=False,
+        # httptools with mlgate's header cap and per-phase deadlines; no WebSockets
+        http=connections.protocol(limits), ws="none",
+        timeout_keep_alive=math.ceil(limits.idleTimeout),
         lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
         log_config=None,  # keep the process's logging (JSON lines, webhook.logs)
         # our context, so that certificate reloads reach every new handshake

@@ -3,6 +3,7 @@ backends so that the same tests run against SQLite and PostgreSQL, and the scan'
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 class Postgres:
     port: int
     directory: Path
+    prefix: tuple[str, ...] = ()  # runuser when root: PostgreSQL refuses to run as root
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -37,6 +39,19 @@ class Postgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
+                   f"-c unix_socket_directories={self.directory} -c fsync=off")
+        subprocess.run([*self.prefix, str(_binaries() / "pg_ctl"), "-D",
+                        str(self.directory / "data"), "-o", options, "-l",
+                        str(self.directory / "log"), "-w", "-t", "60", "start"], check=True,
+                       capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([*self.prefix, str(_binaries() / "pg_ctl"), "-D",
+                        str(self.directory / "data"), "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
 
 
 _DATABASES = itertools.count(1)
@@ -49,32 +64,32 @@ def _binaries() -> Path:
     return Path(found[-1]).parent
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """initdb + pg_ctl start on a free loopback port, as the postgres user when root."""
-    bin_dir = _binaries()
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """initdb + pg_ctl start on a free loopback port; stopped and removed on exit."""
     directory = Path(tempfile.mkdtemp(prefix="mlgate-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         os.chown(directory, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data = directory / "data"
-    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
+        prefix = ("runuser", "-u", "postgres", "--")
+    subprocess.run([*prefix, str(_binaries() / "initdb"), "-D", str(directory / "data"),
+                    "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
                    capture_output=True)
-    port = server.free_port()
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={directory} "
-               f"-c fsync=off")
-    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
-                    "-l", str(directory / "log"), "-w", "-t", "60", "start"], check=True,
-                   capture_output=True)
+    pg = Postgres(server.free_port(), directory, prefix)
+    pg.start()
     try:
-        yield Postgres(port, directory)
+        yield pg
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "-w", "stop"], capture_output=True)
+        pg.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL for the session (each test takes a fresh database)."""
+    with running_postgres() as pg:
+        yield pg
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

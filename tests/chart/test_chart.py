@@ -143,7 +143,8 @@ def test_service_reaches_the_https_port(rendered: dict[str, list[dict[str, Any]]
         "containers"][0]
     (port,) = service["spec"]["ports"]
     assert port["targetPort"] == "https"
-    assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"},
+                                  {"name": "health", "containerPort": 8080, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize("name", ["default", "chart-certs"])
@@ -312,10 +313,14 @@ def test_hardened_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https",
-                                                      "scheme": "HTTPS"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https",
-                                                     "scheme": "HTTPS"}
+    # probes on the health listener, apart from admission, with explicit timeouts
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health",
+                                                      "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health",
+                                                     "scheme": "HTTP"}
+    assert container["readinessProbe"]["timeoutSeconds"] == 1
+    assert "--health-port=8080" in container["args"]
+    assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert {"name": "MLGATE_NAMESPACE", "valueFrom": {"fieldRef": {
         "fieldPath": "metadata.namespace"}}} in container["env"]

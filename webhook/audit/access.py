@@ -8,6 +8,11 @@
   users may read when they are listed in `audit.readers` (by name or group).
 
 No token: 401. A token nobody knows: 401. A known user without permission: 403.
+
+Revocation needs no restart: the token file is read again as soon as it changes (checked
+at every request: a removed token is refused at once; a file that no longer parses refuses
+everyone with a 503 naming the line), and `Audit` builds a new authority when a config
+reload changes `audit.tokenFile`, `audit.readers` or how tokens are checked.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import hmac
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +86,31 @@ class StaticTokens(Authority):
     def __init__(self, path: str | Path, readers: audit_settings.Readers) -> None:
         self.path = Path(path)
         self.readers = readers
+        self._stamp = _stamp(self.path)
         self.tokens = parse_token_file(self.path)
+        self._broken = ""  # why the file as it is now cannot be used
+
+    def _refresh(self) -> None:
+        """Read the file again if it changed since the last read (a stat per request)."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self.tokens = parse_token_file(self.path)
+        except errors.ConfigError as exc:
+            self.tokens, self._broken = [], str(exc)
+            log.error("%s; every audit request is refused until it is fixed", exc)
+            return
+        if self._broken:
+            log.info("audit.tokenFile %s reads again", self.path)
+        self._broken = ""
+        log.info("audit.tokenFile %s re-read: %d tokens", self.path, len(self.tokens))
 
     async def check(self, token: str, path: str) -> User:
+        self._refresh()
+        if self._broken:
+            raise Denied(503, f"{self._broken}; fix the file (no restart needed)")
         user = None
         for known, candidate in self.tokens:
             if hmac.compare_digest(known.encode(), token.encode()):
@@ -93,6 +121,24 @@ class StaticTokens(Authority):
             return user
         raise Denied(403, f"user {user.name!r} may not get {path}: add the user or one of its "
                           f"groups to audit.readers")
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_ino, found.st_size
+
+
+class Refusing(Authority):
+    """The configured way of checking tokens cannot be built: refuse, saying why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def check(self, token: str, path: str) -> User:
+        raise Denied(503, f"{self.reason}; fix the configuration (no restart needed)")
 
 
 def parse_token_file(path: Path) -> list[tuple[str, User]]:
@@ -163,8 +209,13 @@ class KubernetesAuthority(Authority):
                            f"ClusterRole with nonResourceURLs [\"{path}\"] verbs [get]")
 
 
+def settings_key(cfg: audit_settings.AuditSettings) -> tuple[object, ...]:
+    """What `authority()` reads: a reload that changes none of it keeps the authority."""
+    return (cfg.tokenFile, cfg.readers, cfg.kubernetesAuth, cfg.scan.kubeconfig)
+
+
 def authority(cfg: audit_settings.AuditSettings) -> Authority:
-    """The configured way of checking tokens."""
+    """The configured way of checking tokens (`ConfigError` when the token file is bad)."""
     if cfg.tokenFile:
         return StaticTokens(cfg.tokenFile, cfg.readers)
     from webhook.audit import kube

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -37,11 +38,15 @@ class BadFilter(ValueError):
     """A filter value the report cannot use (HTTP 400)."""
 
 
-def parse_time(value: str, name: str, now: float) -> float | None:
-    """`24h` (ago), an RFC 3339 time or UNIX seconds."""
-    value = value.strip()
-    if not value:
-        return None
+TIME_HELP = ("give a duration ago (24h, 7d), an RFC 3339 time (2025-01-31T12:00:00Z) or "
+             "UNIX seconds")
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last second a report can print
+MAX_TEXT = 1024  # characters of a namespace, policy, kind or user filter
+
+
+def _seconds(value: str, now: float) -> float | None:
+    """`value` as UNIX seconds: a duration before `now`, a number or an RFC 3339 time; None
+    if it is none of them. May be out of range or not finite: the caller checks."""
     try:
         return now - schema.parse_duration(value)
     except ValueError:
@@ -52,29 +57,57 @@ def parse_time(value: str, name: str, now: float) -> float | None:
         pass
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadFilter(f"{name}={value!r}: give a duration ago (24h, 7d), an RFC 3339 time "
-                        f"(2025-01-31T12:00:00Z) or UNIX seconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_time(value: str, name: str, now: float) -> float | None:
+    """`24h` (ago), an RFC 3339 time or UNIX seconds, between 1970 and 9999."""
+    value = value.strip()
+    if not value:
+        return None
+    seconds = _seconds(value, now)
+    if seconds is None:
+        raise BadFilter(f"{name}={_shown(value)}: {TIME_HELP}")
+    if not (math.isfinite(seconds) and 0 <= seconds <= LATEST_TIME):
+        raise BadFilter(f"{name}={_shown(value)}: out of range; {TIME_HELP}, between 1970 "
+                        f"and 9999")
+    return seconds
+
+
+def _shown(value: str) -> str:
+    """A parameter's value for a message: quoted, and cut when long."""
+    return repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+
+
+def _text(query: dict[str, str], name: str) -> str:
+    value = query.get(name, "").strip()
+    if "\x00" in value or len(value) > MAX_TEXT:
+        raise BadFilter(f"{name}={_shown(value)}: must be at most {MAX_TEXT} characters "
+                        f"without NUL")
+    return value
 
 
 def parse_filters(query: dict[str, str], now: float | None = None,
                   default_since: str = "24h") -> store_module.Filters:
+    """The report's filters from a query string; `BadFilter` names the parameter."""
     now = time.time() if now is None else now
     decision = query.get("decision", "").strip()
     if decision and decision not in store_module.DECISIONS:
-        raise BadFilter(f"decision={decision!r}: must be one of "
+        raise BadFilter(f"decision={_shown(decision)}: must be one of "
                         f"{', '.join(store_module.DECISIONS)}")
     since = parse_time(query.get("since", default_since), "since", now)
     until = parse_time(query.get("until", ""), "until", now)
     if since is not None and until is not None and until <= since:
-        raise BadFilter("until must be after since")
+        raise BadFilter(f"until={_shown(query['until'])} must be after since="
+                        f"{_shown(query.get('since', default_since))}")
     return store_module.Filters(
-        since=since, until=until, namespace=query.get("namespace", "").strip(),
-        policy=query.get("policy", "").strip(), kind=query.get("kind", "").strip(),
-        user=query.get("user", "").strip(), decision=decision)
+        since=since, until=until, namespace=_text(query, "namespace"),
+        policy=_text(query, "policy"), kind=_text(query, "kind"), user=_text(query, "user"),
+        decision=decision)
 
 
 def bucket_minutes(filters: store_module.Filters, now: float) -> int:

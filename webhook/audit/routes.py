@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,10 +17,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook import metrics
-from webhook.audit import access, report, service
+from webhook.audit import access, report, service, store
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_CURSOR = 2**63 - 1  # decision ids are 64-bit signed integers in both databases
+DIGITS = re.compile(r"[0-9]{1,19}")
+RETRY_AFTER = 5  # seconds, in the 503 answer of a journal that is down
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -70,22 +74,24 @@ class Endpoints:
         query = dict(request.query_params)
         shape = query.get("format", "json")
         if shape not in ("json", "html", "policyreport"):
-            return _problem(f"format={shape!r}: must be json, html or policyreport", 400)
-        db = self.audit.store
-        if db is None:
-            return _problem("the journal is not open yet; try again", 503)
-        if shape == "policyreport":
-            body = await asyncio.to_thread(report.policy_reports, db, query.get("namespace", ""),
-                                           query.get("kind", ""), query.get("policy", ""))
-            return _json(body)
+            return _problem(f"format={shape[:40]!r}: must be json, html or policyreport", 400)
         try:
             filters = report.parse_filters(query)
         except report.BadFilter as exc:
             return _problem(str(exc), 400)
-        scanner = self.audit.scanner
-        last = scanner.last.record() if scanner and scanner.last else None
-        built = await asyncio.to_thread(report.build, db, filters, last, None,
-                                        self.audit.runtime.engine.config.exceptions)
+        db = self.audit.store
+        if db is None:
+            return _unavailable("the journal is not open yet")
+        try:
+            if shape == "policyreport":
+                return _json(await asyncio.to_thread(
+                    report.policy_reports, db, filters.namespace, filters.kind, filters.policy))
+            scanner = self.audit.scanner
+            last = scanner.last.record() if scanner and scanner.last else None
+            built = await asyncio.to_thread(report.build, db, filters, last, None,
+                                            self.audit.runtime.engine.config.exceptions)
+        except store.Unavailable as exc:
+            return _unavailable(str(exc))
         if shape == "json":
             return _json(built)
         page, csp = report.render_html(built, query)
@@ -100,21 +106,40 @@ class Endpoints:
         query = dict(request.query_params)
         try:
             filters = report.parse_filters(query, default_since="")
+            limit = _number(query, "limit", DEFAULT_PAGE, MAX_PAGE,
+                            f"must be a number from 1 to {MAX_PAGE}") or DEFAULT_PAGE
+            cursor = _number(query, "cursor", None, MAX_CURSOR,
+                             "pass back the `next` value of the previous page")
         except report.BadFilter as exc:
             return _problem(str(exc), 400)
-        limit_text, cursor_text = query.get("limit", str(DEFAULT_PAGE)), query.get("cursor", "")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-            return _problem(f"limit={limit_text!r}: must be a number from 1 to {MAX_PAGE}", 400)
-        if cursor_text and not cursor_text.isdigit():
-            return _problem(f"cursor={cursor_text!r}: pass back the `next` value of the "
-                            f"previous page", 400)
         db = self.audit.store
         if db is None:
-            return _problem("the journal is not open yet; try again", 503)
-        rows = await asyncio.to_thread(db.records, filters, int(limit_text),
-                                       int(cursor_text) if cursor_text else None)
-        following = str(rows[-1][0]) if len(rows) == int(limit_text) else None
+            return _unavailable("the journal is not open yet")
+        try:
+            rows = await asyncio.to_thread(db.records, filters, limit, cursor)
+        except store.Unavailable as exc:
+            return _unavailable(str(exc))
+        following = str(rows[-1][0]) if len(rows) == limit else None
         return _json({"items": [record for _, record in rows], "next": following})
+
+
+def _number(query: dict[str, str], name: str, default: int | None, highest: int,
+            fix: str) -> int | None:
+    """A positive whole number of ASCII digits up to `highest` (`str.isdigit()` would take
+    '²' and other Unicode digits, which `int()` then refuses or reads as another number)."""
+    text = query.get(name)
+    if text is None or (not text and default is None):
+        return default
+    if not DIGITS.fullmatch(text) or not 1 <= int(text) <= highest:
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+        raise report.BadFilter(f"{name}={shown}: {fix}")
+    return int(text)
+
+
+def _unavailable(reason: str) -> Response:
+    """503 with Retry-After: the journal cannot answer now; admission is not affected."""
+    return _problem(f"{reason}; admission is not affected; try again in a few seconds",
+                    503, {"Retry-After": str(RETRY_AFTER)})
 
 
 def router(audit: service.Audit) -> APIRouter:

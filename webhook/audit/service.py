@@ -3,9 +3,9 @@ its PolicyReports and the Kubernetes Events writer.
 
 `Audit` is a service of the app (`start()` opens and migrates the journal, builds the token
 checker, starts the Events writer and the cluster scan; `stop()` stops them and drains the
-journal) and gives two decision observers (`observe()` queues the decision's record,
-`events.observe` queues an Event for a denial; neither waits). The endpoints that read it
-are in `routes`.
+journal; `reloaded()` rebuilds the token checker when a reload changes who may read) and
+gives two decision observers (`observe()` queues the decision's record, `events.observe`
+queues an Event for a denial; neither waits). The endpoints that read it are in `routes`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from webhook import decisions
+from webhook import decisions, errors
 from webhook.audit import access, events, journal, kube, policyreports, scan
 from webhook.audit import store as store_module
 from webhook.runtime import Runtime
@@ -37,6 +37,7 @@ class Audit:
         self.authority: access.Authority | None = None
         self.scanner: scan.Scanner | None = None
         self._scan_task: asyncio.Task[None] | None = None
+        self._access_key: tuple[object, ...] = ()
         self.events = events.Recorder(lambda: runtime.engine.config.audit.events,
                                       self._cluster_api)
 
@@ -57,9 +58,29 @@ class Audit:
     def store(self) -> store_module.Store | None:
         return self.journal.store if self.journal is not None else None
 
+    def reloaded(self, ok: bool, _error: str) -> None:
+        """A `runtime.listeners` callable: a new authority when the access settings changed,
+        so that a reader or token file removed from the config is refused from now on."""
+        if not ok or self.authority is None:
+            return
+        cfg = self.runtime.engine.config.audit
+        key = access.settings_key(cfg)
+        if key == self._access_key:
+            return
+        self._access_key = key
+        try:
+            self.authority = access.authority(cfg)
+        except errors.ConfigError as exc:
+            log.error("audit access: %s; the audit endpoints refuse every request", exc)
+            self.authority = access.Refusing(str(exc))
+            return
+        log.info("audit access: tokens and readers re-read from the new configuration")
+
     async def start(self) -> None:
         cfg = self.runtime.engine.config
         self.authority = access.authority(cfg.audit)
+        self._access_key = access.settings_key(cfg.audit)
+        self.runtime.listeners.append(self.reloaded)
         self.events.start()
         if self.data_dir is None and not cfg.journal.url:
             log.info("journal off: no data directory and no journal.url (embedded app)")
@@ -79,6 +100,8 @@ class Audit:
             self._scan_task = asyncio.create_task(scanner.loop(), name="mlgate-scan")
 
     async def stop(self) -> None:
+        if self.reloaded in self.runtime.listeners:
+            self.runtime.listeners.remove(self.reloaded)
         if self._scan_task is not None:
             self._scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

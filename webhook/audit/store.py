@@ -124,11 +124,16 @@ def _exception_rows(record: decisions.DecisionRecord) -> set[tuple[str, str]]:
             for v in record.get("violations", []) if v.get("exception")}
 
 
+class Unavailable(errors.MlgateError):
+    """The journal database did not answer a read (stopped, unreachable, locked, full)."""
+
+
 class Store:
     """A connection to the journal database; every method is safe across threads."""
 
     dialect = ""
     types: dict[str, str] = {}
+    where = "the journal"  # for messages: which database
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -236,9 +241,17 @@ class Store:
             return count
 
     # -- reading decisions -----------------------------------------------------
+    def _errors(self) -> tuple[type[Exception], ...]:
+        """The driver's exceptions, translated to `Unavailable` by the readers."""
+        return (sqlite3.Error,)
+
     def _query(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._execute(query, params)
+        try:
+            with self._lock:
+                return self._execute(query, params)
+        except self._errors() as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise Unavailable(f"{self.where} did not answer: {first_line}") from exc
 
     def count(self, filters: Filters | None = None) -> int:
         where, params = (filters or Filters()).where()
@@ -406,6 +419,7 @@ class SqliteStore(Store):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
+        self.where = f"the journal (SQLite {self.path})"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False,
@@ -462,6 +476,9 @@ class PostgresStore(Store):
 
         self._psycopg = psycopg
         self.url = url
+        found = urlparse(url)
+        self.where = (f"the journal (PostgreSQL at {found.hostname or 'localhost'}:"
+                      f"{found.port or 5432})")
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -473,6 +490,9 @@ class PostgresStore(Store):
 
     def _sql(self, query: str) -> str:
         return query.replace("?", "%s")
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        return (self._psycopg.Error,)
 
     def _execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._conn.closed:  # the server restarted: one fresh connection, then fail loudly

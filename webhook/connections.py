@@ -1,0 +1,187 @@
+"""Connection limits, as a front proxy would set them: no client can hold the server with
+an endless header, a body that never ends, a connection that never sends a request, or
+more connections than the process has file descriptors for.
+
+uvicorn's httptools protocol has no cap on the request line and headers and no time limit
+until a request is complete (its keep-alive timeout only runs between requests), so
+`protocol()` subclasses it with one deadline per phase of a connection:
+
+    connected --firstRequestTimeout--> first byte --headerTimeout--> headers complete
+      --bodyTimeout--> body complete --(the app answers)--> idle --idleTimeout--> ...
+
+A header past `maxHeaderBytes` is a 431, a deadline missed while reading a request a 408
+(both then close the connection); a connection that never sends a request is closed, and a
+connection past `maxConnections` is closed at once, with a log line. Settings are the
+`connections:` section of mlgate.yaml (`config.ConnectionSettings`), read when the
+server starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any, Literal
+
+from prometheus_client import Counter, Gauge
+from uvicorn.protocols.http import httptools_impl
+
+from webhook import config, metrics
+
+log = logging.getLogger("mlgate.connections")
+
+Phase = Literal["first", "headers", "body", "app"]
+LOG_EVERY = 10.0  # seconds between two log lines of the same kind under attack
+
+
+CLOSED = Counter(
+    "mlgate_connections_closed", "Client connections mlgate closed on a limit, by reason "
+    "(header_too_large, header_timeout, body_timeout, first_request_timeout, over_limit).",
+    ["reason"], registry=metrics.REGISTRY)
+OPEN = Gauge("mlgate_connections_open", "Client connections open now.",
+                     registry=metrics.REGISTRY)
+
+
+class _Throttle:
+    """One log line per reason every LOG_EVERY seconds, with the count since the last."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, reason: str, message: str, *args: Any) -> None:
+        CLOSED.labels(reason).inc()
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self.last.get(reason, -LOG_EVERY) >= LOG_EVERY:
+            self.last[reason] = now
+            count, self.counts[reason] = self.counts[reason], 0
+            log.warning(message + " (%d such in the last %.0f s)", *args, count, LOG_EVERY)
+
+
+_throttle = _Throttle()
+
+
+class LimitedProtocol(httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of `settings`."""
+
+    settings = config.ConnectionSettings()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._phase: Phase = "first"
+        self._header_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # -- deadlines ---------------------------------------------------------------
+    def _arm(self, phase: Phase, seconds: float | None) -> None:
+        self._phase = phase
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = (self.loop.call_later(seconds, self._expired, phase)
+                          if seconds is not None else None)
+
+    def _expired(self, phase: Phase) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if phase == "first":
+            _throttle("first_request_timeout", "closed a connection from %s that sent no "
+                      "request within connections.firstRequestTimeout (%ss)",
+                      self._peer(), self.settings.firstRequestTimeout)
+            self.transport.abort()
+        elif phase == "headers":
+            _throttle("header_timeout", "answered 408 to %s: headers not complete within "
+                      "connections.headerTimeout (%ss)", self._peer(),
+                      self.settings.headerTimeout)
+            self._refuse(408, f"the request headers did not arrive within "
+                              f"connections.headerTimeout ({self.settings.headerTimeout}s)")
+        elif phase == "body":
+            _throttle("body_timeout", "answered 408 to %s: body not complete within "
+                      "connections.bodyTimeout (%ss)", self._peer(), self.settings.bodyTimeout)
+            self._refuse(408, f"the request body did not arrive within "
+                              f"connections.bodyTimeout ({self.settings.bodyTimeout}s)")
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer `status` with `reason` and close, whatever the request was doing."""
+        body = reason.encode()
+        self.transport.write(b"".join([
+            httptools_impl.STATUS_LINE[status],
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: ", str(len(body)).encode(), b"\r\n",
+            b"connection: close\r\n\r\n", body]))
+        self.transport.close()  # a request still reading its body sees a disconnect
+
+    # -- asyncio protocol --------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        over = len(self.connections) >= self.settings.maxConnections
+        super().connection_made(transport)
+        OPEN.set(len(self.connections))
+        if over:
+            _throttle("over_limit", "refused a connection from %s: %d connections are open, "
+                      "the limit of connections.maxConnections", self._peer(),
+                      self.settings.maxConnections)
+            transport.abort()
+            return
+        self._arm("first", self.settings.firstRequestTimeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+        OPEN.set(len(self.connections))
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase in ("first", "app"):  # the first bytes of a (next) request
+            self._header_bytes = 0
+            self._arm("headers", self.settings.headerTimeout)
+        if self._phase == "headers":
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if (self._phase == "headers" and self._header_bytes > self.settings.maxHeaderBytes
+                and not self.transport.is_closing()):
+            _throttle("header_too_large", "answered 431 to %s: request line and headers "
+                      "over connections.maxHeaderBytes (%d)", self._peer(),
+                      self.settings.maxHeaderBytes)
+            self._refuse(431, f"the request line and headers are over "
+                              f"connections.maxHeaderBytes ({self.settings.maxHeaderBytes} "
+                              f"bytes)")
+
+    # -- parser callbacks --------------------------------------------------------
+    def on_headers_complete(self) -> None:
+        self._arm("body", self.settings.bodyTimeout)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._arm("app", None)  # the app's own deadline applies; then uvicorn's keep-alive
+        super().on_message_complete()
+
+
+def protocol(settings: config.ConnectionSettings) -> type[LimitedProtocol]:
+    """A protocol class for `uvicorn.Config(http=...)` with these limits."""
+    return type("LimitedProtocol", (LimitedProtocol,), {"settings": settings})
+
+
+def fit_file_descriptors(settings: config.ConnectionSettings,
+                         spare: int = 128) -> config.ConnectionSettings:
+    """Raise the soft open-file limit to fit `maxConnections` plus `spare` (the journal,
+    registries, files) if the hard limit allows; else lower the cap to what fits, and say
+    so: past the fd limit, accept() fails and every client suffers, not just the excess."""
+    needed = settings.maxConnections + spare
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return settings
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target >= needed:
+        return settings
+    fits = max(target - spare, 1)
+    log.warning("the open file limit (hard %d) is below connections.maxConnections (%d) "
+                "plus %d spare: at most %d connections at once; raise the limit (ulimit -n) "
+                "to allow more", hard, settings.maxConnections, spare, fits)
+    return settings.model_copy(update={"maxConnections": fits})

@@ -53,7 +53,8 @@ class Engine:
                  claims: dra.Source | None = None) -> None:
         self.config = cfg
         # Where pod claims are looked up; the server hands in its claim cache.
-        self.claims = claims or dra.Nothing()
+        # `is None`, not `or`: a claim cache with no objects yet is empty, hence falsy
+        self.claims = dra.Nothing() if claims is None else claims
         self.active = active
         self.mutating = [p for p in active if p.phase == MUTATE and p.mode != "off"]
         self.validating = [p for p in active if p.phase == VALIDATE and p.mode != "off"]
@@ -110,7 +111,7 @@ class Engine:
             user=request.user, groups=request.groups, dry_run=request.dry_run)
         try:
             await self._evaluate(request, phase, decision, started + self.config.deadline,
-                                 claims or self.claims)
+                                 self.claims if claims is None else claims)
         except Exception as exc:  # a bug in the engine itself: fail closed, never a 500
             log.exception("engine error on %s", request.uid)
             decision.allowed = False
@@ -363,7 +364,7 @@ class Engine:
                     ) -> tuple[decisions.Decision, decisions.Decision, dict[str, Any]]:
         """Mutate then validate one manifest as the API server would on CREATE; pod
         claims are looked up in `claims` (the other manifests given), else nowhere."""
-        claims = claims or dra.Manifests([obj], namespace)
+        claims = dra.Manifests([obj], namespace) if claims is None else claims
         request = admission.synthetic_request(obj, user=CHECK_USER, uid="offline",
                                               namespace=namespace)
         mutated = await self.evaluate(request, MUTATE, claims)

@@ -376,8 +376,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     # The DRA example's ResourceClaimTemplate is resource.k8s.io/v1beta1, off by default.
     with controlplane.running(workdir / "plane",
                               ("--runtime-config=resource.k8s.io/v1beta1=true",)) as plane:
-        gate = cluster.install(plane, workdir / "mlgate")
+        gate = cluster.install(plane, workdir / "mlgate", "--set", "config.dra.cache.enabled=true")
+        cluster.token_kubeconfig(plane, workdir / "sa-kubeconfig",
+                                 cluster.token(plane, gate.release, gate.namespace))
         chart_config = yaml.safe_load(gate.config_file.read_text()) or {}
+        chart_config["dra"]["cache"]["kubeconfig"] = str(workdir / "sa-kubeconfig")
         chart_config["policies"].update(library_mutations())
         plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(
             {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",

@@ -43,3 +43,27 @@ async def test_the_claim_source_outlives_a_reload(tmp_path: Path) -> None:
     assert runtime.engine.claims is source
     assert await runtime.reload() is True
     assert runtime.engine.claims is source
+
+
+async def test_an_empty_claim_cache_stays_the_claim_source_across_reloads(
+        tmp_path: Path) -> None:
+    """A claim cache with no objects yet has len() 0: it must not be taken for 'none'."""
+    from webhook import dra
+
+    class EmptySource(dra.Nothing):
+        def __len__(self) -> int:
+            return 0
+
+        def describe(self) -> str:
+            return "the empty test source"
+
+    config_file = tmp_path / "mlgate.yaml"
+    config_file.write_text("policies: {require-limits: {mode: enforce}}\n")
+    runtime = Runtime(config_file)
+    runtime.load()
+    source = EmptySource()
+    runtime.use_claims(source)
+    config_file.write_text("policies: {require-limits: {mode: warn}}\n")
+    os.utime(config_file, ns=(1, 1))
+    assert await runtime.reload_if_changed() is True
+    assert runtime.engine.claims is source

@@ -13,6 +13,7 @@ Start one by hand (for trying mlgate against a real API server):
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import ipaddress
 import os
@@ -38,6 +39,7 @@ from cryptography.x509.oid import NameOID
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 MISSING = ("the control plane is not built: run scripts/build-controlplane (Go >= 1.26; the "
            "first build takes 10-20 minutes), or scripts/test, which builds it")
 
@@ -51,6 +53,13 @@ def binary(name: str) -> Path:
     if found is None:
         raise FileNotFoundError(f"{name}: {MISSING}")
     return Path(found)
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, however it dies
+    (a killed pytest never leaves an etcd or kube-apiserver behind). Linux only."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -247,7 +256,8 @@ def running(workdir: Path | None = None, extra_args: tuple[str, ...] = (),
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                 "--initial-cluster", f"e2e={peer_url}", "--log-level", "warn",
                 "--unsafe-no-fsync",  # test data only: nothing survives the session anyway
-            ], stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            ], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent))
         with open(root / "kube-apiserver.log", "wb") as log:
             plane.processes.append(subprocess.Popen([
                 str(binary("kube-apiserver")),
@@ -266,7 +276,8 @@ def running(workdir: Path | None = None, extra_args: tuple[str, ...] = (),
                 "--allow-privileged=true",
                 "--profiling=false",
                 *extra_args,
-            ], stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            ], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent))
         _wait_ready(plane, ready_timeout)
         yield plane
     finally:

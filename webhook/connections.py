@@ -40,7 +40,7 @@ CLOSED = Counter(
     "(header_too_large, header_timeout, body_timeout, first_request_timeout, over_limit).",
     ["reason"], registry=metrics.REGISTRY)
 OPEN = Gauge("mlgate_connections_open", "Client connections open now.",
-                     registry=metrics.REGISTRY)
+             registry=metrics.REGISTRY)
 
 
 class _Throttle:

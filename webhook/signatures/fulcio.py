@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,7 @@ Log = transparency.Log
 
 
 _spki = transparency.spki
-
-
-def _instant(value: Any, where: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(value)).astimezone(UTC)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {value!r} is not an RFC 3339 time") from exc
+_instant = transparency.instant
 
 
 @dataclass(frozen=True)

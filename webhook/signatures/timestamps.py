@@ -48,18 +48,9 @@ def authorities(data: dict[str, Any], where: str) -> tuple[Authority, ...]:
         if not certs:
             raise ValueError(f"{here} has no certificates")
         valid = tsa.get("validFor") or {}
-        found.append(Authority(certs, _instant(valid.get("start"), here),
-                               _instant(valid.get("end"), here), str(tsa.get("uri") or here)))
+        start, end = (transparency.instant(valid.get(k), here) for k in ("start", "end"))
+        found.append(Authority(certs, start, end, str(tsa.get("uri") or here)))
     return tuple(found)
-
-
-def _instant(value: Any, where: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(value)).astimezone(UTC)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {value!r} is not an RFC 3339 time") from exc
 
 
 def verify(signed_timestamp: str, signature: bytes, tsas: Sequence[Authority]) -> datetime:

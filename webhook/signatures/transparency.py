@@ -69,6 +69,16 @@ def covers(start: datetime | None, end: datetime | None, when: datetime) -> bool
     return (start is None or start <= when) and (end is None or when <= end)
 
 
+def instant(value: Any, where: str) -> datetime | None:
+    """A trusted root's `validFor` bound (RFC 3339) as an aware time; None when open."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {value!r} is not an RFC 3339 time") from exc
+
+
 def spki(key: Any) -> bytes:
     return bytes(key.public_bytes(serialization.Encoding.DER,
                                   serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tests.signatures.signer import Pusher, Signer
-from webhook import server
+from webhook import engine, server
 
 BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SERVICE = "mlgate-test-registry"
@@ -239,3 +239,15 @@ def slow_registry() -> Iterator[str]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+@pytest.fixture
+async def engines() -> AsyncIterator[list[engine.Engine]]:
+    """Engines a test builds; their policies' registry verifiers are closed afterwards."""
+    built: list[engine.Engine] = []
+    yield built
+    for eng in built:
+        for active in eng.active:
+            verifier = getattr(active.policy, "verifier", None)
+            if verifier is not None:
+                await verifier.aclose()

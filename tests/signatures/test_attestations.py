@@ -72,16 +72,6 @@ async def make(oci_registry: Registry) -> AsyncIterator[Any]:
         await v.aclose()
 
 
-@pytest.fixture
-async def engines() -> AsyncIterator[list[engine.Engine]]:
-    built: list[engine.Engine] = []
-    yield built
-    for eng in built:
-        for active in eng.active:
-            if getattr(active.policy, "verifier", None) is not None:
-                await active.policy.verifier.aclose()
-
-
 def rule(signer: Signer, *requirements: attestations.Requirement,
          identities: tuple[bundles.Identity, ...] = ()) -> verifier.Authorities:
     return verifier.Authorities.build("ml", [("cosign.pub", keys.load(signer.public_pem, "k"))],

@@ -55,16 +55,6 @@ async def make(oci_registry: Registry, trusted_root: str) -> AsyncIterator[Any]:
         await v.aclose()
 
 
-@pytest.fixture
-async def engines() -> AsyncIterator[list[engine.Engine]]:
-    built: list[engine.Engine] = []
-    yield built
-    for eng in built:
-        for active in eng.active:
-            if getattr(active.policy, "verifier", None) is not None:
-                await active.policy.verifier.aclose()
-
-
 def rule(*identities: bundles.Identity, signer: Signer | None = None) -> verifier.Authorities:
     named = [("key0", keys.load(signer.public_pem, "key0"))] if signer else []
     return verifier.Authorities.build("ml", named, list(identities), {})

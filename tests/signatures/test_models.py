@@ -6,7 +6,6 @@ media types (CNCF ModelPack)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,6 @@ from webhook import engine
 
 pytestmark = pytest.mark.integration
 SLSA1 = "https://slsa.dev/provenance/v1"
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[list[engine.Engine]]:
-    built: list[engine.Engine] = []
-    yield built
-    for eng in built:
-        for active in eng.active:
-            if getattr(active.policy, "verifier", None) is not None:
-                await active.policy.verifier.aclose()
 
 
 def isvc(uri: str) -> dict[str, Any]:

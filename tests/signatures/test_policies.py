@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +32,6 @@ def settings(host: str, pem: str, **params: Any) -> dict[str, Any]:
             "pin-image-digests": {},
         },
     }
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[list[engine.Engine]]:
-    built: list[engine.Engine] = []
-    yield built
-    for eng in built:
-        for active in eng.active:
-            verifier = getattr(active.policy, "verifier", None)
-            if verifier is not None:
-                await verifier.aclose()
 
 
 def build(built: list[engine.Engine], data: dict[str, Any]) -> engine.Engine:

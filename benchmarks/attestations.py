@@ -26,12 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import signatures  # noqa: E402
-from tests.server import running_server  # noqa: E402
 from tests.signatures.conftest import _start  # noqa: E402
 from tests.signatures.signer import Signer  # noqa: E402
 
@@ -82,15 +79,8 @@ def main() -> int:
         registry_run = _start(work / "reg")
         reg = next(registry_run)
         publish(signer, reg, "ml/train")
-        files = {}
-        for label, enabled in (("with", True), ("without", False)):
-            (work / label).mkdir()
-            files[label] = work / label / "mlgate.yaml"
-            files[label].write_text(yaml.safe_dump(config(reg.host, signer.public_pem,
-                                                          enabled)))
-        with running_server(work / "with", config=files["with"]) as on, \
-                running_server(work / "without", config=files["without"]) as off, \
-                on.client() as c_on, off.client() as c_off:
+        with signatures.paired_servers(
+                work, lambda on: config(reg.host, signer.public_pem, on)) as (c_on, c_off):
             body = review(f"{reg.host}/ml/train:1.0")
             for _ in range(50):  # warm up connections and caches
                 timed(c_on, body)

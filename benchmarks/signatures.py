@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,21 @@ def timed(client: httpx.Client, body: dict[str, Any]) -> float:
     assert response.status_code == 200, response.text
     assert response.json()["response"]["allowed"], response.text
     return elapsed * 1000
+
+
+@contextlib.contextmanager
+def paired_servers(work: Path, config_for: Callable[[bool], dict[str, Any]],
+                   ) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Two `mlgate serve`, with the feature (config_for(True)) and without; their clients."""
+    files = {}
+    for label, enabled in (("with", True), ("without", False)):
+        (work / label).mkdir()
+        files[label] = work / label / "mlgate.yaml"
+        files[label].write_text(yaml.safe_dump(config_for(enabled)))
+    with running_server(work / "with", config=files["with"]) as on, \
+            running_server(work / "without", config=files["without"]) as off, \
+            on.client() as c_on, off.client() as c_off:
+        yield c_on, c_off
 
 
 def paired_rounds(on: httpx.Client, off: httpx.Client, body: dict[str, Any], rounds: int,
@@ -89,15 +105,8 @@ def main() -> int:
         reg = next(registry_run)
         digest = reg.pusher.image("ml/train", "1.0")
         signer.legacy(reg.pusher, "ml/train", digest)
-        files = {}
-        for label, enabled in (("with", True), ("without", False)):
-            (work / label).mkdir()
-            files[label] = work / label / "mlgate.yaml"
-            files[label].write_text(yaml.safe_dump(config(reg.host, signer.public_pem,
-                                                          enabled)))
-        with running_server(work / "with", config=files["with"]) as on, \
-                running_server(work / "without", config=files["without"]) as off, \
-                on.client() as c_on, off.client() as c_off:
+        with paired_servers(work, lambda on: config(reg.host, signer.public_pem, on)) as (
+                c_on, c_off):
             body = review(f"{reg.host}/ml/train:1.0")
             for _ in range(50):  # warm up connections and caches
                 timed(c_on, body)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
@@ -36,6 +36,8 @@ from webhook.signatures import (
 )
 
 PublicKey = keys.PublicKey
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -312,17 +314,11 @@ class Verifier:
         """The attestation requirements no verified attestation of the image meets, and
         the registry errors that kept attestations from being read."""
         assert ref.digest is not None
-        errors = []
-        if isinstance(layers, BaseException):
-            if not isinstance(layers, registry.RegistryError):
-                raise layers
-            errors.append(f"legacy attestations: {layers}")
-            layers = []
-        if isinstance(attached, BaseException):
-            errors.append(f"attestation bundles: {attached}")
-            attached = []
-        found, rejected = await asyncio.to_thread(self._verify_attestations, ref.digest, layers,
-                                                  attached, authorities)
+        errors: list[str] = []
+        found, rejected = await asyncio.to_thread(
+            self._verify_attestations, ref.digest,
+            _fetched(layers, "legacy attestations", errors),
+            _fetched(attached, "attestation bundles", errors), authorities)
         now = datetime.now(UTC)
         unmet = [why for requirement in authorities.requirements
                  if (why := attestations.evaluate(requirement, found, now))]
@@ -365,16 +361,8 @@ class Verifier:
         assert ref.digest is not None
         reasons: list[str] = []
         errors: list[str] = []
-        if isinstance(legacy, BaseException):
-            if not isinstance(legacy, registry.RegistryError):
-                raise legacy
-            errors.append(f"legacy signatures: {legacy}")
-            legacy = []
-        if isinstance(attached, BaseException):
-            if not isinstance(attached, registry.RegistryError):
-                raise attached
-            errors.append(f"bundles: {attached}")
-            attached = []
+        legacy = _fetched(legacy, "legacy signatures", errors)
+        attached = _fetched(attached, "bundles", errors)
         identity = ref if authorities.check_identity else None
         for signature in legacy:
             result = await self._check_legacy(signature, ref.digest, authorities, identity)
@@ -428,3 +416,13 @@ def explain(verdict: Verdict, subject: str, rule: str, failure: str,
             f"sign {verdict.digest or subject} with a key or identity of rule {rule!r} (cosign "
             f"sign), or deploy a signed one")
 
+
+def _fetched(result: list[_T] | BaseException, what: str, errors: list[str]) -> list[_T]:
+    """What a registry read returned: a registry error is noted in `errors` (the rule's
+    failure mode decides), anything else is a bug and raised."""
+    if isinstance(result, BaseException):
+        if not isinstance(result, registry.RegistryError):
+            raise result
+        errors.append(f"{what}: {result}")
+        return []
+    return result

@@ -46,8 +46,12 @@ JOURNAL_QUEUE_DEPTH = Gauge(
     "mlgate_journal_queue_depth", "Decisions waiting to be written to the journal.",
     registry=REGISTRY)
 JOURNAL_DROPS = Counter(
-    "mlgate_journal_dropped", "Decisions not journaled because the queue was full.",
+    "mlgate_journal_dropped", "Decisions not journaled: the queue was full, or the local "
+    "buffer was (journal.spillBytes) while the database did not take them.",
     registry=REGISTRY)
+JOURNAL_BUFFER_BYTES = Gauge(
+    "mlgate_journal_buffer_bytes", "Bytes of the journal's local buffer on disk: decisions "
+    "waiting there for the database (0 while the database keeps up).", registry=REGISTRY)
 CERT_EXPIRY = Gauge(
     "mlgate_certificate_expiry_timestamp_seconds", "notAfter of the serving certificate "
     "(UNIX seconds).", registry=REGISTRY)

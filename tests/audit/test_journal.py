@@ -152,6 +152,8 @@ def test_migration_from_an_older_schema_keeps_rows(journal_url: str) -> None:
     with db._lock, db._transaction():  # wind back to schema 1, as an older mlgate left it
         db._execute("DROP TABLE scan_results")
         db._execute("DROP TABLE exception_results")
+        db._execute("DROP INDEX decisions_record_key")
+        db._execute("ALTER TABLE decisions DROP COLUMN record_key")
         db._execute("DELETE FROM mlgate_schema WHERE version > 1")
     db.close()
     again = store.open_store(journal_url)
@@ -166,6 +168,10 @@ def test_migration_from_an_older_schema_keeps_rows(journal_url: str) -> None:
                           violations=[{**violation("require-limits"), "exception": "legacy"}])
         again.insert([excepted])
         assert again.exceptions_applied(store.Filters())[0]["exception"] == "legacy"
+        # Migration 4: rows from before have no key; keyed rows are written once.
+        assert again.insert([record("keyed", time.time())], ["k-1"]) == 1
+        assert again.insert([record("keyed", time.time())], ["k-1"]) == 0
+        assert again.count() == 3
     finally:
         again.close()
 

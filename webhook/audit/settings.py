@@ -10,6 +10,7 @@ from webhook import schema
 
 DEFAULT_DATA_DIR = ".mlgate"
 JOURNAL_FILE = "journal.db"
+SPILL_DIR = "journal-spill"  # the journal's local buffer, beside journal.db in the data dir
 
 
 class JournalSettings(schema.Model):
@@ -19,14 +20,23 @@ class JournalSettings(schema.Model):
     retention: schema.Duration = 30 * 86400.0  # rows older than this are deleted
     maxRows: int = Field(1_000_000, gt=0)  # and only the newest maxRows decisions are kept
     flushInterval: schema.Duration = 0.2  # a crash loses at most this much
-    queueSize: int = Field(10_000, gt=0)  # beyond this, decisions are dropped and counted
+    queueSize: int = Field(10_000, gt=0)  # in memory, for the writer; beyond it: the buffer
     batchSize: int = Field(500, gt=0)
+    # The local buffer (<data dir>/journal-spill/) that holds decisions while the database is
+    # down, full or slow; past it decisions are dropped and counted. 0: no buffer.
+    spillBytes: int = Field(256 * 1024 * 1024, ge=0)
 
     def resolved_url(self, data_dir: str | Path | None) -> str:
         if self.url:
             return self.url
         directory = Path(data_dir or DEFAULT_DATA_DIR)
         return f"sqlite:///{(directory / JOURNAL_FILE).resolve()}"
+
+    def spill_dir(self, data_dir: str | Path | None) -> Path | None:
+        """Where the local buffer lives (None when `spillBytes` is 0)."""
+        if not self.spillBytes:
+            return None
+        return (Path(data_dir or DEFAULT_DATA_DIR) / SPILL_DIR).resolve()
 
 
 class Readers(schema.Model):

@@ -8,6 +8,13 @@ with integer division, which both engines do alike.
 
 The schema is migrated on open, under a lock (an advisory lock on PostgreSQL, so that
 several replicas starting together migrate once).
+
+Writes are idempotent per decision: the journal gives every decision a `record_key`
+(unique per decision, not the request uid, which the mutate and the validate phase
+share), a unique index holds it (migration 4), and `insert()` skips a row whose key is
+there already (`ON CONFLICT DO NOTHING`), with its policy rows. A batch that may or may
+not have been committed (the connection lost during COMMIT, a replay after a crash) can
+therefore be written again without being journaled twice.
 """
 
 from __future__ import annotations
@@ -62,11 +69,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX exception_results_decision ON exception_results (decision_id)",
         "CREATE INDEX exception_results_time ON exception_results (time)",
     )),
+    (4, (
+        # The journal's key of a decision, unique per decision; NULL for rows written
+        # before (a unique index allows any number of NULLs on both engines).
+        "ALTER TABLE decisions ADD COLUMN record_key TEXT",
+        "CREATE UNIQUE INDEX decisions_record_key ON decisions (record_key)",
+    )),
 )
 LATEST = MIGRATIONS[-1][0]
 DECISION_COLUMNS = ("id", "time", "minute", "uid", "phase", "operation", "grp", "kind",
                     "namespace", "name", "username", "decision", "allowed", "dry_run",
-                    "duration_ms", "record")
+                    "duration_ms", "record", "record_key")
 RESULT_COLUMNS = ("decision_id", "time", "policy", "outcome", "mode")
 EXCEPTION_COLUMNS = ("decision_id", "time", "exception", "policy")
 MAX_PARAMETERS = 30_000  # per statement; SQLite allows 32766, PostgreSQL 65535
@@ -183,35 +196,60 @@ class Store:
             return int(self._execute("SELECT MAX(version) FROM mlgate_schema")[0][0] or 0)
 
     # -- writing ---------------------------------------------------------------
-    def insert(self, records: Sequence[decisions.DecisionRecord]) -> None:
-        """Write a batch of `Decision.record()` dicts in one transaction.
+    def insert(self, records: Sequence[decisions.DecisionRecord],
+               keys: Sequence[str | None] | None = None) -> int:
+        """Write a batch of `Decision.record()` dicts in one transaction; returns how many
+        were new. `keys` (one per record): a record whose key is in the journal already is
+        skipped, with its policy and exception rows (see the module docstring).
 
         A handful of statements per batch (ids reserved at once, multi-row VALUES), never
         one per row: each statement hands the GIL back and forth with a busy event loop,
         and per-row statements would make a batch take longer than the flush interval.
         """
         if not records:
-            return
-        decisions: list[tuple[Any, ...]] = []
-        results: list[tuple[Any, ...]] = []
-        excepted: list[tuple[Any, ...]] = []
+            return 0
+        if keys is None:
+            keys = [None] * len(records)
+        rows: list[tuple[Any, ...]] = []
         with self._lock, self._transaction():
             ids = self._reserve_ids(len(records))
-            for decision_id, record in zip(ids, records, strict=True):
+            for decision_id, record, key in zip(ids, records, keys, strict=True):
                 when = float(record["time"])
-                decisions.append((
+                rows.append((
                     decision_id, when, int(when // 60), record["uid"], record["phase"],
                     record["operation"], record["group"], record["kind"], record["namespace"],
                     record["name"], record["user"], record["decision"], int(record["allowed"]),
                     int(record["dry_run"]), float(record["duration_ms"]),
-                    orjson.dumps(record, default=str).decode()))
+                    orjson.dumps(record, default=str).decode(), key))
+            new = self._insert_decisions(rows)
+            results: list[tuple[Any, ...]] = []
+            excepted: list[tuple[Any, ...]] = []
+            for decision_id, record in zip(ids, records, strict=True):
+                if decision_id not in new:
+                    continue
+                when = float(record["time"])
                 results += [(decision_id, when, policy, outcome, mode)
                             for policy, outcome, mode in _policy_rows(record)]
                 excepted += [(decision_id, when, exception, policy)
                              for exception, policy in sorted(_exception_rows(record))]
-            self._insert_rows("decisions", DECISION_COLUMNS, decisions)
             self._insert_rows("policy_results", RESULT_COLUMNS, results)
             self._insert_rows("exception_results", EXCEPTION_COLUMNS, excepted)
+            return len(new)
+
+    def _insert_decisions(self, rows: list[tuple[Any, ...]]) -> set[int]:
+        """Insert decision rows, skipping keys already there; the ids inserted."""
+        per_statement = max(MAX_PARAMETERS // len(DECISION_COLUMNS), 1)
+        row_marks = "(" + ", ".join("?" for _ in DECISION_COLUMNS) + ")"
+        inserted: set[int] = set()
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            found = self._execute(
+                f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES "
+                + ", ".join(row_marks for _ in chunk)
+                + " ON CONFLICT (record_key) DO NOTHING RETURNING id",
+                [value for row in chunk for value in row])
+            inserted.update(int(row[0]) for row in found)
+        return inserted
 
     def _insert_rows(self, table: str, columns: tuple[str, ...],
                      rows: list[tuple[Any, ...]]) -> None:

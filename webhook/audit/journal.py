@@ -24,7 +24,7 @@ Where a decision goes, oldest first (the order is kept throughout):
   one. Appends happen every half flush interval, so a process crash still loses at most
   about one flush interval; the buffer's fsync policy is in `spill`.
 - meanwhile the writer replays the buffer into the database, oldest first, one batch at
-  a time (retrying with a backoff up to 5 s while it fails); once the buffer is empty,
+  a time (retrying with a backoff up to 2 s while it fails); once the buffer is empty,
   decisions go straight to the database again.
 - past the buffer's cap (or when the buffer's disk refuses writes and the queue is full
   as well) decisions are dropped, counted in `mlgate_journal_dropped_total` and logged.
@@ -64,7 +64,7 @@ log = logging.getLogger("mlgate.journal")
 
 PRUNE_EVERY = 60.0  # seconds between retention passes
 LOG_EVERY = 10.0  # at most one line per kind of trouble per this many seconds
-MAX_BACKOFF = 5.0  # seconds between attempts while the database refuses writes
+MAX_BACKOFF = 2.0  # seconds between attempts while the database refuses writes
 SHUTDOWN_REPLAY = 10.0  # seconds of replaying the buffer at shutdown; the rest waits
 CLOSE_WAIT = 10.0  # seconds close() waits for a database call that does not return
 
@@ -101,6 +101,7 @@ class Journal:
         self._call_started = 0.0
         self._replay_to: spill_module.Position = (0, 0)
         self._failures = 0
+        self._failed_stopping = False  # a write failed after close() began
         self._retry_at = 0.0
         self._disk_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -196,7 +197,7 @@ class Journal:
         late = time.monotonic() >= self._stop_deadline
         if self._call is not None:  # a call that hangs: stop waiting once its batch is safe
             return late and self._inflight_buffered >= len(self._inflight)
-        return not self._buffering() or late or self._failures > 0
+        return not self._buffering() or late or self._failed_stopping
 
     async def _cycle(self) -> None:
         if self._call is not None and self._call.done():
@@ -268,6 +269,7 @@ class Journal:
             self._maybe_prune()
             return
         self._failures += 1
+        self._failed_stopping = self._stopping
         self._retry_at = time.monotonic() + min(
             self.settings.flushInterval * 2 ** min(self._failures - 1, 8), MAX_BACKOFF)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -356,6 +358,7 @@ class Journal:
         close the database and the buffer."""
         self._stopping = True
         self._stop_deadline = time.monotonic() + SHUTDOWN_REPLAY
+        self._retry_at = 0.0  # one more attempt at once, whatever the backoff
         self._nudge.set()
         if self._task is None:  # the writer never started
             self._task = asyncio.create_task(self._run(), name="mlgate-journal-writer")

@@ -316,18 +316,21 @@ def test_the_buffer_rotates_segments_and_keeps_order_across_them(tmp_path: Path)
     buffer.close()
 
 
-def test_two_processes_on_one_data_dir_take_their_own_slots(tmp_path: Path) -> None:
+def test_two_processes_on_one_data_dir_take_their_own_slots(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first, second = spill.Spill(tmp_path, 1 << 20), spill.Spill(tmp_path, 1 << 20)
     first.open()
     second.open()
     try:
         assert first.directory != second.directory
+        assert second.append([("k", record("left-behind"))]) == 1
     finally:
         first.close()
         second.close()
     again = spill.Spill(tmp_path, 1 << 20)
     again.open()  # the slot of a process that has gone is free again
     assert again.directory == first.directory
+    assert f"{second.directory} holds decisions of a process that is gone" in caplog.text
     again.close()
 
 

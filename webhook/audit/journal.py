@@ -16,9 +16,9 @@ Where a decision goes, oldest first (the order is kept throughout):
 - the database is keeping up (the buffer is empty): queue -> one batch insert. A
   decision is durable within about one flush interval of its answer.
 - the database refused a batch (down, unreachable, `database or disk is full`), or the
-  call in flight has taken longer than `STALL` (a locked table, a hung connection), or
-  the queue is half full while it runs (the database is slower than admission): that
-  batch and everything queued after it are appended to the local buffer
+  call in flight has run for max(1 s, 5 flush intervals) (a locked table, a hung
+  connection), or the queue is half full while it runs (the database is slower than
+  admission): that batch and everything queued after it are appended to the local buffer
   (`webhook.audit.spill`, `<data dir>/journal-spill/`, at most `journal.spillBytes`), and
   from then on every new decision is appended there too, so that none overtakes an older
   one. Appends happen every half flush interval, so a process crash still loses at most

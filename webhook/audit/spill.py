@@ -22,7 +22,8 @@ On disk, in `<data dir>/journal-spill/<slot>/`:
 - `lock`: an exclusive `flock` that the process holding the slot keeps while it runs. With
   `mlgate serve --workers N` (or two processes on one data dir) each process takes the
   first free slot; a process that starts later takes a slot left by a process that is
-  gone, and replays what it left there.
+  gone, and replays what it left there (a slot above those taken, left when fewer
+  processes run than before, is only named in a warning).
 
 Durability (the fsync policy): each append is one `write(2)` of whole lines on an
 O_APPEND descriptor, done before the writer goes on, so a decision in the buffer survives
@@ -109,6 +110,7 @@ class Spill:
             break
         else:
             raise OSError(f"all {MAX_SLOTS} slots of {self.root} are held by other processes")
+        self._warn_of_orphans()
         found = sorted(int(p.name[:-len(SUFFIX)]) for p in self.directory.iterdir()
                        if p.name.endswith(SUFFIX) and p.name[:-len(SUFFIX)].isdigit())
         if found:
@@ -123,6 +125,29 @@ class Spill:
                         self.pending_bytes)
         elif self.sizes:
             self.commit(self.end)
+
+    def _warn_of_orphans(self) -> None:
+        """Slots above this one with decisions and no process: left by more processes than
+        run now (`--workers` lowered). Only a process that takes the slot replays them."""
+        for directory in sorted(self.root.iterdir()):
+            if not directory.name.isdigit() or directory == self.directory:
+                continue
+            if not any(p.name.endswith(SUFFIX) and p.stat().st_size
+                       for p in directory.iterdir()):
+                continue
+            try:
+                fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: its process replays it
+            finally:
+                os.close(fd)
+            log.warning("journal: %s holds decisions of a process that is gone; they are "
+                        "replayed once as many processes run on this data dir as then "
+                        "(one slot each)", directory)
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}{SUFFIX}"

@@ -353,3 +353,63 @@ def test_migration_4_adds_the_key_to_an_existing_postgresql_journal(
         indexes = {row[0] for row in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'decisions'")}
     assert "decisions_record_key" in indexes
+
+
+def test_when_the_database_and_the_buffer_both_refuse_the_queue_drops_and_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database is full and so is the buffer's disk: decisions wait in memory up to
+    journal.queueSize, the rest is dropped and counted, and once both take writes again
+    what was kept is written once, in order. The writer never stops."""
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    cfg = settings.JournalSettings(url=url, queueSize=200, batchSize=50, flushInterval=0.05)
+    full = {"disk": False}
+    real_write = spill.Spill._write_all
+
+    def write(self: spill.Spill, fd: int, data: bytes) -> None:
+        if full["disk"]:
+            raise OSError(28, "No space left on device")
+        real_write(self, fd, data)
+
+    monkeypatch.setattr(spill.Spill, "_write_all", write)
+
+    def limit(j: journal.Journal, pages: str) -> None:
+        db = j.store
+        assert isinstance(db, store.SqliteStore)
+        with db._lock:
+            db._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    fed: list[tuple[str, str]] = []
+
+    async def main() -> journal.Journal:
+        j = await asyncio.to_thread(journal.open_journal, cfg, str(tmp_path / "data"))
+        j.start()
+        with j.store._lock:
+            pages = j.store._execute("PRAGMA page_count")[0][0]
+        await asyncio.to_thread(limit, j, str(pages))
+        full["disk"] = True
+        for i in range(1000):
+            fed.append((f"f{i}", "validate"))
+            j.record(record(f"f{i}"))  # type: ignore[arg-type]
+            if i % 10 == 0:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.5)
+        full["disk"] = False
+        await asyncio.to_thread(limit, j, "1073741823")
+        for _ in range(600):  # what was kept in memory is written (at the next retry)
+            if not (j.queue.qsize() or j._held or j._inflight):
+                break
+            await asyncio.sleep(0.05)
+        for i in range(1000, 1100):
+            fed.append((f"f{i}", "validate"))
+            j.record(record(f"f{i}"))  # type: ignore[arg-type]
+            await asyncio.sleep(0.001)
+        await j.close()
+        return j
+
+    j = asyncio.run(main())
+    found = journaled(url)
+    assert j.dropped > 0
+    assert len(found) + j.dropped == len(fed), "every decision is journaled or counted"
+    assert len(set(found)) == len(found)
+    assert found == [row for row in fed if row in set(found)], "order kept"
+    assert set(fed[1000:]) <= set(found), "written again once both take writes"

@@ -171,7 +171,11 @@ class Journal:
     async def _run(self) -> None:
         gather = self.settings.flushInterval / 2
         while True:
-            await self._cycle()
+            try:
+                await self._cycle()
+            except Exception:  # a bug, or a disk error not foreseen: never stop writing
+                log.exception("journal: the writer failed; going on in %.1f s", MAX_BACKOFF)
+                self._disk_retry_at = self._retry_at = time.monotonic() + MAX_BACKOFF
             if self._stopping and self._finished():
                 return
             if self._ready():
@@ -182,19 +186,29 @@ class Journal:
 
     def _ready(self) -> bool:
         """Something to do at once (no need to wait for a batch to form)."""
-        now = time.monotonic()
         if self._call is not None:
             return self._call.done()
         if self._stopping:
-            return bool(self.queue.qsize() or self._held) and now >= self._retry_at
-        return self.queue.qsize() >= self.settings.batchSize and now >= self._retry_at
+            waiting = bool(self.queue.qsize() or self._held)
+        else:
+            waiting = self.queue.qsize() >= self.settings.batchSize
+        blocked = self._disk_retry_at if self._buffering() else self._retry_at
+        return waiting and time.monotonic() >= blocked
 
     def _finished(self) -> bool:
         """At shutdown: everything is in the database, or in the buffer and the database
         refuses it, or the replay has had its time."""
+        late = time.monotonic() >= self._stop_deadline
+        if late and self._call is None and (self.queue.qsize() or self._held):
+            # neither the database nor the buffer has taken these in SHUTDOWN_REPLAY
+            self._take(self.settings.queueSize)
+            self._drop(len(self._held), f"journal: giving up on {len(self._held)} decisions "
+                                        f"at shutdown: neither the database nor the buffer "
+                                        f"takes them")
+            self._held = []
+            return not self.queue.qsize()
         if self.queue.qsize() or self._held:
             return False
-        late = time.monotonic() >= self._stop_deadline
         if self._call is not None:  # a call that hangs: stop waiting once its batch is safe
             return late and self._inflight_buffered >= len(self._inflight)
         return not self._buffering() or late or self._failed_stopping
@@ -262,8 +276,15 @@ class Journal:
                 self._inflight, self._inflight_buffered = [], 0
             else:
                 self.replayed += inserted
-                await self._disk_call(self.spill.commit, self._replay_to)  # type: ignore[union-attr]
-                if not self.spill.pending:  # type: ignore[union-attr]
+                assert self.spill is not None
+                try:
+                    await self._disk_call(self.spill.commit, self._replay_to)
+                except OSError as exc:  # the cursor stays: the batch is replayed (skipped) again
+                    if self._may_log("disk"):
+                        log.error("journal: cannot move the cursor of %s: %s",
+                                  self.spill.directory, exc)
+                    self._disk_retry_at = time.monotonic() + MAX_BACKOFF
+                if not self.spill.pending:
                     log.info("journal: the buffer is replayed (%d decisions from it so far)",
                              self.replayed)
             self._maybe_prune()
@@ -338,9 +359,17 @@ class Journal:
 
     async def _replay(self) -> None:
         assert self.spill is not None
-        entries, position = await self._disk_call(self.spill.read, self.settings.batchSize)
-        if not entries:  # damaged lines only: step over them
-            await self._disk_call(self.spill.commit, position)
+        if time.monotonic() < self._disk_retry_at:
+            return
+        try:
+            entries, position = await self._disk_call(self.spill.read, self.settings.batchSize)
+            if not entries:  # damaged lines only: step over them
+                await self._disk_call(self.spill.commit, position)
+                return
+        except OSError as exc:
+            if self._may_log("disk"):
+                log.error("journal: cannot read the buffer %s: %s", self.spill.directory, exc)
+            self._disk_retry_at = time.monotonic() + MAX_BACKOFF
             return
         self._replay_to = position
         self._begin(REPLAY, self.store.insert, [r for _, r in entries], [k for k, _ in entries])

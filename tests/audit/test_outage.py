@@ -413,3 +413,20 @@ def test_when_the_database_and_the_buffer_both_refuse_the_queue_drops_and_counts
     assert len(set(found)) == len(found)
     assert found == [row for row in fed if row in set(found)], "order kept"
     assert set(fed[1000:]) <= set(found), "written again once both take writes"
+
+
+def test_flush_writes_what_is_queued_with_or_without_the_writer(journal_url: str) -> None:
+    async def main() -> tuple[int, int]:
+        j = journal.Journal(store.open_store(journal_url),
+                            settings.JournalSettings(flushInterval=0.05))
+        assert j.record(record("before-start"))  # type: ignore[arg-type]
+        await j.flush()  # no writer: the flush does the work
+        first = j.written
+        j.start()
+        assert j.record(record("after-start"))  # type: ignore[arg-type]
+        await j.flush()
+        second = j.written
+        await j.close()
+        return first, second
+
+    assert asyncio.run(main()) == (1, 2)

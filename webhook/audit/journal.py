@@ -382,6 +382,22 @@ class Journal:
         self._begin(PRUNE, self.store.prune, time.time() - self.settings.retention,
                     self.settings.maxRows)
 
+    async def flush(self) -> None:
+        """Return once everything queued now is in the database or the buffer (tests); with
+        no buffer and a database that refuses writes, that is never."""
+        running = self._task is not None and not self._task.done()
+        while self.queue.qsize() or self._held or self._call is not None:
+            if running:  # the writer does the work: wake it and wait
+                self._nudge.set()
+                await asyncio.sleep(self.settings.flushInterval / 4)
+                continue
+            await self._cycle()
+            if self._call is not None:
+                await asyncio.wait({self._call})
+            elif self.queue.qsize() or self._held:
+                await asyncio.sleep(max(self._retry_at - time.monotonic(), 0.01))
+        metrics.JOURNAL_QUEUE_DEPTH.set(self.queue.qsize())
+
     async def close(self) -> None:
         """Stop the writer once everything queued is in the database (or the buffer);
         close the database and the buffer."""

@@ -19,7 +19,7 @@ from webhook import errors, images, kind_table, models, policy, schema, workload
 from webhook.signatures import verifier
 
 DEFAULT_KINDS = ["Pod"] + sorted({spec.kind for spec in kind_table.KINDS
-                                  if not spec.template_mutable} - {"Pod"})
+                                  if spec.pod_specs and not spec.template_mutable} - {"Pod"})
 
 
 class Params(policy.Params):

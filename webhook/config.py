@@ -10,7 +10,7 @@ file turns them off with `mode: off`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,22 @@ class NamespaceMatch(schema.Model):
 class Match(schema.Model):
     """Which requests a policy sees. Every condition must hold."""
 
-    kinds: list[kind_table.KindName] | None = None  # None: every kind in the table
+    # None: the policy's `default_kinds`, else every kind of the table with pod specs
+    kinds: list[kind_table.KindName] | None = None
     namespaces: NamespaceMatch = NamespaceMatch()
     objectSelector: schema.LabelSelector | None = None
     operations: list[schema.Operation] = ["CREATE", "UPDATE"]
 
-    def matches_kind(self, group: str, kind: str) -> bool:
-        if self.kinds is None:
-            return True
-        return kind in self.kinds or f"{group}/{kind}" in self.kinds
+    def matches_kind(self, group: str, kind: str,
+                     default: Sequence[str] | None = None) -> bool:
+        """`kinds` when set, else `default` (the policy's `default_kinds`) when given,
+        else every kind with pod specs: kinds without (DRA claims) are judged only by
+        the policies that name them."""
+        names = self.kinds if self.kinds is not None else default
+        if names is None:
+            spec = kind_table.lookup(group, kind)
+            return spec is None or spec.pod_specs
+        return kind in names or f"{group}/{kind}" in names
 
 
 class PolicySettings(schema.Model):

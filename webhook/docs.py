@@ -101,6 +101,9 @@ def render_policy(cls: plugins.PolicyClass, source: str) -> str:
     lines += [
         f"- phase: `{cls.phase}`",
         f"- default mode: `{cls.default_mode}`",
+        "- kinds: " + (", ".join(f"`{kind}`" for kind in cls.default_kinds)
+                       if cls.default_kinds else "every workload kind (those with pod specs)")
+        + "; `match.kinds` overrides",
         "- on without a config file: "
         + (f"yes (`{default_on.get('mode', cls.default_mode)}`)" if default_on else "no"),
         f"- class: `{cls.__module__}.{cls.__qualname__}` ({source.split(' = ')[0]})",

@@ -117,6 +117,10 @@ class Choice:
     device_class: str
     count: int | None  # None: allocationMode All (every matching device on the node)
     admin_access: bool = False
+    # JSON pointer of the dict holding these fields, from the claim spec (`spec` of a
+    # claim, `spec.spec` of a template): `/devices/requests/0/exactly` (v1, v1beta2),
+    # `/devices/requests/0` (v1beta1, v1alpha3), `/devices/requests/0/firstAvailable/1`
+    pointer: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,9 +139,10 @@ def _count(spec: JSON) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
-def _choice(name: str, spec: JSON) -> Choice:
+def _choice(name: str, spec: JSON, pointer: str) -> Choice:
     return Choice(name=name, device_class=str(spec.get("deviceClassName") or ""),
-                  count=_count(spec), admin_access=spec.get("adminAccess") is True)
+                  count=_count(spec), admin_access=spec.get("adminAccess") is True,
+                  pointer=pointer)
 
 
 def requests(claim_spec: Any) -> list[Request]:
@@ -153,13 +158,17 @@ def requests(claim_spec: Any) -> list[Request]:
         if not isinstance(entry, dict):
             continue
         name = str(entry.get("name") or "")
+        at = workloads.pointer("devices", "requests", index)
         alternatives = entry.get("firstAvailable")
         if isinstance(alternatives, list) and alternatives:
-            choices = tuple(_choice(f"{name}/{sub.get('name') or ''}", sub)
-                            for sub in alternatives if isinstance(sub, dict))
+            choices = tuple(_choice(f"{name}/{sub.get('name') or ''}", sub,
+                                    f"{at}/firstAvailable/{position}")
+                            for position, sub in enumerate(alternatives)
+                            if isinstance(sub, dict))
         else:
             exactly = entry.get("exactly")
-            choices = (_choice(name, exactly if isinstance(exactly, dict) else entry),)
+            choices = (_choice(name, exactly, f"{at}/exactly") if isinstance(exactly, dict)
+                       else _choice(name, entry, at),)
         found.append(Request(name=name, index=index, choices=choices))
     return found
 
@@ -170,6 +179,11 @@ def claim_spec(obj: JSON) -> Any:
     if obj.get("kind") == TEMPLATE:
         return spec.get("spec") if isinstance(spec, dict) else None
     return spec
+
+
+def claim_spec_pointer(obj: JSON) -> str:
+    """The JSON pointer of `claim_spec(obj)` in the object: `/spec` or `/spec/spec`."""
+    return "/spec/spec" if obj.get("kind") == TEMPLATE else "/spec"
 
 
 @dataclass(frozen=True)

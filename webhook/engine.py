@@ -153,7 +153,7 @@ class Engine:
         match = active.settings.match
         if request.operation not in match.operations:
             return False
-        if not match.matches_kind(request.group, request.kind):
+        if not match.matches_kind(request.group, request.kind, active.policy.default_kinds):
             return False
         if not match.namespaces.matches(request.namespace or workload.namespace):
             return False

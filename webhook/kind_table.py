@@ -4,6 +4,12 @@ One table (`KINDS`) says, for each (API group, kind), how to find every pod spec
 an object, with its JSON pointer, its role and how many pods it stands for; `view()` turns
 an object into the `workloads.Workload` a policy sees. Supporting a new kind is one entry
 here. The webhook rules of the Helm chart and the cluster scan are generated from it.
+
+A few kinds hold no pod spec at all (`pod_specs=False`): DRA's ResourceClaim and
+ResourceClaimTemplate, which say which devices pods get. They are in the table so that
+the webhook, the scan, `mlgate check` and the configuration's kind names know them, but
+only policies that name them (`Policy.default_kinds`, or `match.kinds`) judge them; the
+mutating webhook does not receive them (`webhook_rules(mutating=True)`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class KindSpec:
     find: Finder = field(repr=False)
     template_mutable: bool = False  # may an UPDATE change the pod template?
     workload_class: str = "other"  # training | inference | batch | service | other
+    # False: a kind without pod specs (DRA claims), seen only by the policies naming it
+    pod_specs: bool = True
 
 
 def core_pod(spec: JSON, ptr: str, role: str, replicas: int = 1, holder: JSON | None = None,
@@ -274,6 +282,11 @@ def _find_cronworkflow(obj: JSON) -> Pods:
                                "/spec/workflowSpec/templates")
 
 
+def _no_pods(obj: JSON) -> Pods:
+    """Kinds without pod specs: a view with the object and no pods."""
+    yield from ()
+
+
 KUBEFLOW_JOBS = {
     "PyTorchJob": ("pytorchjobs", "pytorchReplicaSpecs"),
     "TFJob": ("tfjobs", "tfReplicaSpecs"),
@@ -316,7 +329,14 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec("argoproj.io", "ClusterWorkflowTemplate", "clusterworkflowtemplates",
              _find_workflow, True, "batch"),
     KindSpec("argoproj.io", "CronWorkflow", "cronworkflows", _find_cronworkflow, True, "batch"),
+    # Dynamic Resource Allocation: the devices pods claim (judged by dra-claims)
+    KindSpec("resource.k8s.io", "ResourceClaim", "resourceclaims", _no_pods, pod_specs=False),
+    KindSpec("resource.k8s.io", "ResourceClaimTemplate", "resourceclaimtemplates", _no_pods,
+             pod_specs=False),
 )
+
+WORKLOAD_KINDS: tuple[KindSpec, ...] = tuple(spec for spec in KINDS if spec.pod_specs)
+"""The kinds that hold pod specs: what policies about pods and workloads judge."""
 
 _BY_GROUP_KIND = {(spec.group, spec.kind): spec for spec in KINDS}
 
@@ -365,10 +385,17 @@ def view(obj: Any, group: str | None = None, kind: str | None = None,
                               context=context)
 
 
-def webhook_rules() -> list[JSON]:
-    """Admission webhook `rules` covering exactly the kinds in the table, one per group."""
+def webhook_rules(mutating: bool = False) -> list[JSON]:
+    """Admission webhook `rules` covering exactly the kinds in the table, one per group.
+
+    `mutating`: only the kinds with pod specs. Every mutation mlgate makes is to a pod
+    spec, so sending claims to `/mutate` would only add a call (and a way to fail) to
+    each claim a controller creates for a pod.
+    """
     by_group: dict[str, list[str]] = {}
     for spec in KINDS:
+        if mutating and not spec.pod_specs:
+            continue
         resources = by_group.setdefault(spec.group, [])
         if spec.resource not in resources:
             resources.append(spec.resource)

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from webhook import schema, workloads
+from webhook import kind_table, schema, workloads
 from webhook.signatures import settings as registry_settings
 
 T = TypeVar("T")
@@ -145,6 +145,11 @@ class Policy(Generic[P]):
     # finishes in microseconds; it runs on the event loop, saving the thread hop, and its
     # timeout is checked when it returns. Async methods always run on the loop.
     blocking: ClassVar[bool] = True
+    # The kinds of the table (`Kind` or `group/Kind`) the policy judges when its
+    # `match.kinds` is unset. None: every kind with pod specs (the workloads), never the
+    # kinds without (DRA's ResourceClaim and ResourceClaimTemplate), so a policy about pods
+    # or workload labels does not start judging claims; a policy about claims names them.
+    default_kinds: ClassVar[tuple[str, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -159,6 +164,11 @@ class Policy(Generic[P]):
             raise TypeError(
                 f"policy class {cls.__qualname__} is written against the old mlgate policy "
                 f"contract: " + "; ".join(changes))
+        for kind in cls.default_kinds or ():
+            try:
+                kind_table.check_kind_name(kind)
+            except ValueError as exc:
+                raise TypeError(f"policy class {cls.__qualname__}: default_kinds: {exc}") from exc
         model = _params_model(cls)
         if model is not None:
             cls.params_model = model

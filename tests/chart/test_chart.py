@@ -84,6 +84,8 @@ def test_rules_file_is_generated_from_the_kind_table() -> None:
     assert result.returncode == 0, result.stderr
     on_disk = yaml.safe_load((helm.CHART / "files" / "rules.yaml").read_text())
     assert on_disk == kind_table.webhook_rules()
+    mutating = yaml.safe_load((helm.CHART / "files" / "mutate-rules.yaml").read_text())
+    assert mutating == kind_table.webhook_rules(mutating=True)
 
 
 def test_readme_lists_every_value() -> None:
@@ -115,7 +117,7 @@ def test_webhook_configurations(rendered: dict[str, list[dict[str, Any]]], name:
         (hook,) = configuration["webhooks"]
         where = f"{name}: {configuration['kind']} {hook['name']}"
         assert len(hook["name"].split(".")) == 3, where
-        assert hook["rules"] == kind_table.webhook_rules(), where
+        assert hook["rules"] == kind_table.webhook_rules(mutating), where
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["timeoutSeconds"] == 5

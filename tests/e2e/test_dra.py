@@ -1,5 +1,6 @@
 """GPUs through DRA against the real API server (resource.k8s.io/v1): the claim cache with
-the chart's RBAC, and the policies seeing a claim template's GPUs at `kubectl apply`."""
+the chart's RBAC, the policies seeing a claim template's GPUs at `kubectl apply`, and
+dra-claims judging the claims themselves."""
 
 from __future__ import annotations
 
@@ -120,3 +121,62 @@ def test_an_unresolved_template_follows_the_failure_mode(gate: Mlgate, namespace
     result = apply(gate.plane, namespace, dra_pod("denied", "not-yet"), check=False)
     assert result.returncode == 1
     assert "[dra]" in result.stderr and "claim template not-yet" in result.stderr
+
+
+ADMIN_ACCESS_LABEL = "resource.kubernetes.io/admin-access"  # the API server's own gate
+
+
+def admin_claim(name: str) -> dict[str, Any]:
+    """A claim for admin access to a GPU other pods may be using (a monitoring agent's)."""
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": name},
+            "spec": {"devices": {"requests": [
+                {"name": "gpus", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                             "adminAccess": True}}]}}}
+
+
+def test_dra_claims_allows_admin_access_only_in_the_configured_namespaces(
+        gate: Mlgate, namespace: str) -> None:
+    plane = gate.plane
+    # Both namespaces pass the API server's gate (the label); mlgate's list decides.
+    plane.kubectl("label", "namespace", namespace, f"{ADMIN_ACCESS_LABEL}=true")
+    monitoring = plane.namespace(f"{namespace}-gpu-monitoring", {ADMIN_ACCESS_LABEL: "true"})
+    config = yaml.safe_load(gate.config_file.read_text())
+    config.setdefault("policies", {})["dra-claims"] = {
+        "params": {"adminAccessNamespaces": ["*-gpu-monitoring"]}}
+    gate.configure(config)
+
+    result = apply(plane, namespace, admin_claim("peek"), check=False)
+    assert result.returncode == 1
+    assert (f'admission webhook "validate.mlgate.io" denied the request: [dra-claims] '
+            f"ResourceClaim {namespace}/peek: request 'gpus' "
+            f"(spec.devices.requests[0].exactly.adminAccess) asks for admin access to the "
+            f"devices (adminAccess: true: access to devices other pods are using), which is "
+            f"allowed only in namespaces *-gpu-monitoring, not in namespace {namespace} "
+            f"(remove adminAccess: true; monitoring and debugging claims belong in a "
+            f"namespace listed in dra-claims adminAccessNamespaces)") in result.stderr
+    assert plane.kubectl("get", "resourceclaim", "peek", "-n", namespace,
+                         check=False).returncode != 0
+
+    result = apply(plane, monitoring, admin_claim("watch"))
+    assert "resourceclaim.resource.k8s.io/watch created" in result.stdout
+    stored_claim = stored(gate, monitoring, "resourceclaim", "watch")
+    assert stored_claim["spec"]["devices"]["requests"][0]["exactly"]["adminAccess"] is True
+    # the validating webhook alone saw it (mutating webhooks run first, so a /mutate
+    # decision would be journaled by now too)
+    wait_for(lambda: gate.journaled(namespace=monitoring, kind="ResourceClaim") != [])
+    decisions = gate.journaled(namespace=monitoring, kind="ResourceClaim")
+    assert [(d["phase"], d["allowed"]) for d in decisions] == [("validate", True)], decisions
+
+
+def test_the_api_server_refuses_admin_access_before_mlgate_without_its_label(
+        gate: Mlgate, namespace: str) -> None:
+    """Without the namespace label, kube-apiserver refuses the claim itself: mlgate's
+    `adminAccessNamespaces` is a second key, not the only one."""
+    config = yaml.safe_load(gate.config_file.read_text())
+    config.setdefault("policies", {})["dra-claims"] = {
+        "params": {"adminAccessNamespaces": ["*"]}}
+    gate.configure(config)
+    result = apply(gate.plane, namespace, admin_claim("unlabelled"), check=False)
+    assert result.returncode == 1
+    assert "[dra-claims]" not in result.stderr and ADMIN_ACCESS_LABEL in result.stderr

@@ -119,6 +119,9 @@ def test_the_scan_reports_what_audit_mode_let_in_and_survives_a_crd_removal(
         r["allowed"] and {v["mode"] for v in r["violations"]} == {"audit"}
         for r in admitted), admitted
     assert {"core/Pod", "apps/Deployment", "kubeflow.org/PyTorchJob"} <= set(summary["kinds"])
+    # DRA claims are listed too: the chart's RBAC grants them with the workload kinds
+    assert {"resource.k8s.io/ResourceClaim", "resource.k8s.io/ResourceClaimTemplate"} <= set(
+        summary["kinds"])
     assert "ray.io/RayCluster" in summary["missing"]  # CRD not installed: skipped
     # Six Pods in pages of two: the Pod list took three requests (`continue` twice); every
     # other kind fits in one page (two Deployments with the chart's own, which is exempt).

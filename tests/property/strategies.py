@@ -345,7 +345,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
 @st.composite
 def workload_objects(draw: st.DrawFn) -> JSON:
     """An object of a random kind from the table, holding random pod specs."""
-    spec = draw(st.sampled_from(kind_table.KINDS))
+    spec = draw(st.sampled_from(kind_table.WORKLOAD_KINDS))
     meta = {"name": draw(NAMES), "namespace": "ml"}
     return BUILDERS[(spec.group, spec.kind)](draw, meta)
 

@@ -261,6 +261,6 @@ def test_the_app_fixture_serves_the_configured_policies(client: Client) -> None:
     assert "/spec/tolerations" in paths
 
 
-def test_strategies_cover_every_kind_in_the_table() -> None:
-    assert set(strategies.BUILDERS) == {(s.group, s.kind) for s in kind_table.KINDS}
+def test_strategies_cover_every_workload_kind_in_the_table() -> None:
+    assert set(strategies.BUILDERS) == {(s.group, s.kind) for s in kind_table.WORKLOAD_KINDS}
 

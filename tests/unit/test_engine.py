@@ -89,7 +89,24 @@ class Yields(policy.ValidatingPolicy[policy.Params]):
         return ["not a violation"]
 
 
-TEST_POLICIES = [Boom, Sleepy, AsyncSleepy, AsyncDeny, LabelA, LabelB, HalfThenBoom, Yields]
+class Everything(policy.ValidatingPolicy[policy.Params]):
+    """Flags every object it is handed: shows which kinds reach a policy."""
+
+    name = "test-everything"
+
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
+        return [policy.Violation(f"saw a {workload.kind}")]
+
+
+class ClaimsOnly(Everything):
+    """The same, for the kinds without pod specs that it names."""
+
+    name = "test-claims-only"
+    default_kinds = ("resource.k8s.io/ResourceClaim",)
+
+
+TEST_POLICIES = [Boom, Sleepy, AsyncSleepy, AsyncDeny, LabelA, LabelB, HalfThenBoom, Yields,
+                 Everything, ClaimsOnly]
 
 
 def build(policies: dict[str, Any] | None = None, **top: Any) -> engine.Engine:
@@ -201,6 +218,25 @@ def test_unknown_kinds_pass_untouched() -> None:
         decision = evaluate(eng, factories.admission_review(obj), phase)
         assert decision.allowed and decision.patch == [] and "not a workload kind" in \
             decision.skipped
+
+
+def test_kinds_without_pod_specs_reach_only_the_policies_that_name_them() -> None:
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": "c", "namespace": "ml"},
+             "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                 "deviceClassName": "gpu.nvidia.com"}}]}}}
+    eng = build({"test-everything": {}, "test-claims-only": {}})
+    decision = evaluate(eng, factories.admission_review(claim), engine.VALIDATE)
+    assert not decision.skipped
+    assert decision.evaluated == [("test-claims-only", "enforce")]
+    decision = evaluate(eng, factories.admission_review(bare_pod()), engine.VALIDATE)
+    assert [name for name, _ in decision.evaluated] == ["require-limits", "test-everything"]
+    # match.kinds names them deliberately: then any policy judges them
+    eng = build({"test-everything": {"match": {"kinds": ["ResourceClaim", "Pod"]}},
+                 "test-claims-only": {"match": {"kinds": ["Pod"]}}})
+    decision = evaluate(eng, factories.admission_review(claim), engine.VALIDATE)
+    assert decision.evaluated == [("test-everything", "enforce")]
+    assert decision.message == "[test-everything] ResourceClaim ml/c: saw a ResourceClaim"
 
 
 def test_status_subresource_is_not_evaluated() -> None:

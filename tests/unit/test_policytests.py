@@ -57,9 +57,9 @@ def test_the_examples_pass_and_write_junit(tmp_path: Path) -> None:
         [sys.executable, "-m", "webhook.cli", "test", "examples/tests", "--junit", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 passed, 0 failed" in result.stdout
+    assert "14 passed, 0 failed" in result.stdout
     cases = junit_cases(report)
-    assert len(cases) == 10
+    assert len(cases) == 14
     assert not [name for name, case in cases.items() if case.find("failure") is not None]
 
 
@@ -236,9 +236,9 @@ def kubectl() -> str:
 
 
 @pytest.mark.parametrize(("argv", "code", "says"), [
-    (["test", "examples/tests"], 0, "10 passed, 0 failed"),
+    (["test", "examples/tests"], 0, "14 passed, 0 failed"),
     (["check", "-f", "examples/manifests/good", "--config", "examples/mlgate.yaml"], 0,
-     "3 resources: 0 denied, 3 allowed"),
+     "6 resources: 0 denied, 6 allowed"),
     (["check", "-f", "examples/manifests/bad/privileged-pod.yaml"], 1, "Pod debug-node: DENIED"),
 ])
 def test_kubectl_runs_the_plugin(argv: list[str], code: int, says: str) -> None:

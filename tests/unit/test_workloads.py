@@ -200,6 +200,9 @@ EXPECTED: dict[str, tuple[str, str, list[Pod]]] = {
         _one("/spec/workflowSpec/templates/0", "retrain", 1, ("/container", C, ""),
              ("/sidecars/0", S, "mlflow-proxy")),
     ]),
+    # kinds without pod specs: the DRA claims pods name (judged by dra-claims)
+    "resourceclaim.yaml": ("resource.k8s.io", "ResourceClaim", []),
+    "resourceclaimtemplate.yaml": ("resource.k8s.io", "ResourceClaimTemplate", []),
 }
 
 
@@ -543,6 +546,26 @@ def test_webhook_rules_cover_every_kind_exactly_once_per_group() -> None:
     assert by_group["batch.volcano.sh"] == ["jobs"]
     assert by_group[""] == ["pods", "replicationcontrollers"]
     assert "inferenceservices" in by_group["serving.kubeflow.org"]
+    assert by_group["resource.k8s.io"] == ["resourceclaims", "resourceclaimtemplates"]
+
+
+def test_the_mutating_webhook_gets_only_the_kinds_with_pod_specs() -> None:
+    rules = kind_table.webhook_rules(mutating=True)
+    covered = {(rule["apiGroups"][0], resource) for rule in rules
+               for resource in rule["resources"]}
+    assert covered == {(spec.group, spec.resource) for spec in kind_table.WORKLOAD_KINDS}
+    assert "resource.k8s.io" not in {rule["apiGroups"][0] for rule in rules}
+    assert [r for r in kind_table.webhook_rules() if r["apiGroups"] != ["resource.k8s.io"]] \
+        == rules
+
+
+def test_kinds_without_pod_specs_are_in_the_table_but_not_workloads() -> None:
+    without = [(spec.group, spec.kind) for spec in kind_table.KINDS if not spec.pod_specs]
+    assert without == [("resource.k8s.io", "ResourceClaim"),
+                       ("resource.k8s.io", "ResourceClaimTemplate")]
+    assert not set(without) & {(s.group, s.kind) for s in kind_table.WORKLOAD_KINDS}
+    assert kind_table.check_kind_name("ResourceClaimTemplate") == "ResourceClaimTemplate"
+    assert kind_table.view(load("resourceclaim.yaml")).pods == []
 
 
 def test_table_has_no_duplicate_group_kind_or_resource() -> None:

@@ -10,7 +10,9 @@ kind's results, when the cluster stopped serving the kind: its CRD was deleted).
 
 Objects controlled by another workload kind of the table (a Deployment's ReplicaSets and
 their Pods, a CronJob's Jobs, a JobSet's Jobs) are skipped: their owner is reported, as
-admission would have checked the owner's template.
+admission would have checked the owner's template. The same holds for the ResourceClaims
+the API server makes for a pod from a ResourceClaimTemplate (controlled by the Pod): the
+template is reported.
 """
 
 from __future__ import annotations

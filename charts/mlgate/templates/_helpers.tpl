@@ -89,8 +89,6 @@ matchConditions:
   {{- with .Values.webhooks.extraMatchConditions }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-rules:
-  {{- .Files.Get "files/rules.yaml" | nindent 2 }}
 {{- end }}
 
 {{- define "mlgate.clientConfig" -}}

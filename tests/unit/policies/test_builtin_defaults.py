@@ -25,7 +25,7 @@ def mutate(obj: dict[str, Any]) -> dict[str, Any]:
     return patches.apply(obj, run(obj, engine.MUTATE).patch)
 
 
-@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+@pytest.mark.parametrize("kind", kind_table.WORKLOAD_KINDS, ids=kinds.KIND_IDS)
 def test_gpu_pods_of_every_kind_get_tolerations_and_requests(kind: kind_table.KindSpec) -> None:
     spec = pod_spec(container("trainer", limits={"cpu": "4", "memory": "16Gi",
                                                  "nvidia.com/gpu": "2"}))
@@ -40,7 +40,7 @@ def test_gpu_pods_of_every_kind_get_tolerations_and_requests(kind: kind_table.Ki
     assert run(result, engine.VALIDATE).allowed
 
 
-@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+@pytest.mark.parametrize("kind", kind_table.WORKLOAD_KINDS, ids=kinds.KIND_IDS)
 def test_cpu_pods_of_every_kind_get_no_toleration(kind: kind_table.KindSpec) -> None:
     result = mutate(kinds.wrap(kind, pod_spec(container("web"))))
     for pod in kind_table.view(result).pods:
@@ -48,7 +48,7 @@ def test_cpu_pods_of_every_kind_get_no_toleration(kind: kind_table.KindSpec) -> 
         assert pod.containers[0].requests == {"cpu": "100m", "memory": "256Mi"}
 
 
-@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+@pytest.mark.parametrize("kind", kind_table.WORKLOAD_KINDS, ids=kinds.KIND_IDS)
 def test_missing_limits_are_denied_on_every_kind_with_the_pod_path(
         kind: kind_table.KindSpec) -> None:
     obj = kinds.wrap(kind, pod_spec(container("web", limits={"cpu": "1"})))

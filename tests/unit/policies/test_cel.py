@@ -35,7 +35,7 @@ PINNED = {"name": "pinned-images", "scope": "container",
           "messageExpression": "'image ' + container.image + ' is not pinned by digest'"}
 
 
-@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+@pytest.mark.parametrize("kind", kind_table.WORKLOAD_KINDS, ids=kinds.KIND_IDS)
 def test_container_rules_run_on_every_container_of_every_kind(kind: kind_table.KindSpec) -> None:
     spec = pod_spec(container("main", image="registry.example.com/ml/train@sha256:" + "a" * 64),
                     container("log", image="busybox:1.36"))
@@ -49,7 +49,7 @@ def test_container_rules_run_on_every_container_of_every_kind(kind: kind_table.K
                "pinned by digest" in f.message for f in decision.findings)
 
 
-@pytest.mark.parametrize("kind", kind_table.KINDS, ids=kinds.KIND_IDS)
+@pytest.mark.parametrize("kind", kind_table.WORKLOAD_KINDS, ids=kinds.KIND_IDS)
 def test_pod_rules_see_every_pod_spec(kind: kind_table.KindSpec) -> None:
     obj = kinds.wrap(kind, pod_spec(container("main"), hostNetwork=True))
     decision = decide(build(NO_HOST_NETWORK), obj)

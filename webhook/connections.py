@@ -9,6 +9,10 @@ until a request is complete (its keep-alive timeout only runs between requests),
     connected --firstRequestTimeout--> first byte --headerTimeout--> headers complete
       --bodyTimeout--> body complete --(the app answers)--> idle --idleTimeout--> ...
 
+The protocol also joins the writes of one event-loop pass into one (`_CoalescingTransport`):
+uvicorn writes a response's head and body separately, and over TLS each write is its own
+record and its own send() system call.
+
 A header past `maxHeaderBytes` is a 431, a deadline missed while reading a request a 408
 (both then close the connection); a connection that never sends a request is closed, and a
 connection past `maxConnections` is closed at once, with a log line. Settings are the
@@ -61,6 +65,39 @@ class _Throttle:
 
 
 _throttle = _Throttle()
+
+
+class _CoalescingTransport:
+    """A transport whose writes in one pass of the event loop leave as one write."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self._transport, name)
 
 
 class LimitedProtocol(httptools_impl.HttpToolsProtocol):
@@ -120,6 +157,7 @@ class LimitedProtocol(httptools_impl.HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         over = len(self.connections) >= self.settings.maxConnections
         super().connection_made(transport)
+        self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         OPEN.set(len(self.connections))
         if over:
             _throttle("over_limit", "refused a connection from %s: %d connections are open, "

@@ -141,16 +141,14 @@ def report(figures: dict[str, loadgen.Figures], floor_of: dict[str, str]) -> Non
               f"{fig.requests_per_second / floor:>10.2f}{fig.errors + fig.non_2xx:>8}{target}")
 
 
-@contextlib.contextmanager
-def profiled(url: str, review: dict[str, Any], output: str, connections: int,
-             threads: int) -> Iterator[None]:
+def profile(url: str, review: dict[str, Any], output: str, connections: int,
+            threads: int) -> None:
     """A py-spy flame graph of the process serving `url`, under 10 s of /validate load."""
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(PIDS[url]), "--subprocesses",
                             "--duration", "10", "--rate", "200", "--output", output])
     loadgen.run_wrk(url + "/validate", review, connections, 11, threads)
     spy.wait(60)
     print(f"py-spy flame graph of /validate under load: {output}")
-    yield
 
 
 def main() -> None:
@@ -159,31 +157,39 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="mlgate serve --workers")
+    parser.add_argument("--workers", default="1",
+                        help="mlgate serve --workers; a list (1,2) runs one server per count")
     parser.add_argument("--bare", action="store_true",
                         help="journal and decision log off: the engine and policies alone")
     parser.add_argument("--profile", metavar="FILE.svg",
                         help="also record a py-spy flame graph of /validate under load")
     args = parser.parse_args()
+    worker_counts = [int(n) for n in args.workers.split(",")]
     pod_review = factories.admission_review(gpu_pod())
     job_review = factories.admission_review(pytorchjob())
     cases: dict[str, Case] = {}
     floor_of: dict[str, str] = {}
     for label, review in (("Pod", pod_review), ("PyTorchJob", job_review)):
         cases[f"floor (bare FastAPI) {label}"] = ("floor", "/validate", review)
-        cases[f"floor (in-app /floor) {label}"] = ("mlgate", "/floor", review)
-        for route in ("validate", "mutate"):
-            cases[f"{route} {label}"] = ("mlgate", f"/{route}", review)
+        cases[f"floor (in-app /floor) {label}"] = (f"mlgate {worker_counts[0]}", "/floor", review)
+        for workers in worker_counts:
+            suffix = f" {workers} workers" if len(worker_counts) > 1 else ""
+            for route in ("validate", "mutate"):
+                cases[f"{route} {label}{suffix}"] = (f"mlgate {workers}", f"/{route}", review)
         for name in cases:
             floor_of.setdefault(name, f"floor (bare FastAPI) {label}")
-    with tempfile.TemporaryDirectory() as tmp, \
-            bench_server(Path(tmp), bare=args.bare, workers=args.workers) as url, \
-            floor_server(Path(tmp) / "floor") as floor_url:
-        figures = measure({"mlgate": url, "floor": floor_url}, cases, args.rounds,
-                          args.duration, args.connections, args.threads)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
+        urls = {"floor": servers.enter_context(floor_server(Path(tmp) / "floor"))}
+        for workers in worker_counts:
+            workdir = Path(tmp) / f"mlgate-{workers}"
+            workdir.mkdir()
+            urls[f"mlgate {workers}"] = servers.enter_context(
+                bench_server(workdir, bare=args.bare, workers=workers))
+        figures = measure(urls, cases, args.rounds, args.duration, args.connections,
+                          args.threads)
         if args.profile:
-            with profiled(url, pod_review, args.profile, args.connections, args.threads):
-                pass
+            profile(urls[f"mlgate {worker_counts[0]}"], pod_review, args.profile,
+                    args.connections, args.threads)
     setup = ("journal and decision log off" if args.bare
              else "as `mlgate serve` runs: SQLite journal, JSON decision log, metrics")
     print(f"wrk -t{args.threads} -c{args.connections}, {args.duration:g}s x {args.rounds} "

@@ -1,14 +1,16 @@
 """Big objects over HTTPS with the whole example library (issue 11, point 4).
 
     python benchmarks/big_objects.py [--duration 10] [--rounds 3] [--connections 1]
+                                     [--all-gpu]
 
-A Pod with 300 containers (8 with a GPU each, the rest CPU-only: `--all-gpu` gives every
+A Pod with 300 containers (8 with a GPU each, the rest CPU-only; `--all-gpu` gives every
 container an `nvidia.com/gpu` entry, the worst case, where the GPU policies edit all 300)
-and a RayCluster with 50 GPU worker groups go to `/mutate` and then, mutated as the API server would store them, to `/validate` of a server run as
-`mlgate serve --config examples/mlgate.yaml` runs (SQLite journal, JSON decision log,
-metrics), with wrk over HTTPS; rounds alternate the cases and the figures are medians.
-Target: p99 <= 20 ms for each request. Both objects are admitted (a benchmark of denials
-would skip most of the work), which the script checks before it measures.
+and a RayCluster with 50 GPU worker groups go to `/mutate` and then, mutated as the API
+server would store them, to `/validate` of a server run as `mlgate serve --config
+examples/mlgate.yaml` runs (SQLite journal, JSON decision log, metrics), with wrk over
+HTTPS; rounds alternate the cases and the figures are medians. Target: p99 <= 20 ms for
+each request. Both objects are admitted (a benchmark of denials would skip most of the
+work), which the script checks before it measures.
 """
 
 from __future__ import annotations

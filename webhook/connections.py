@@ -13,6 +13,10 @@ The protocol also joins the writes of one event-loop pass into one (`_Coalescing
 uvicorn writes a response's head and body separately, and over TLS each write is its own
 record and its own send() system call.
 
+A phase's deadline is a time on the connection, checked by one sweep over the open
+connections every SWEEP_EVERY seconds while any deadline is pending: arming and cancelling a
+loop timer per phase cost more than the rest of the limits on every request.
+
 A header past `maxHeaderBytes` is a 431, a deadline missed while reading a request a 408
 (both then close the connection); a connection that never sends a request is closed, and a
 connection past `maxConnections` is closed at once, with a log line. Settings are the
@@ -37,6 +41,7 @@ log = logging.getLogger("mlgate.connections")
 
 Phase = Literal["first", "headers", "body", "app"]
 LOG_EVERY = 10.0  # seconds between two log lines of the same kind under attack
+SWEEP_EVERY = 0.1  # seconds: a missed deadline is acted on at most this late
 
 
 CLOSED = Counter(
@@ -104,20 +109,43 @@ class LimitedProtocol(httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of `settings`."""
 
     settings = config.ConnectionSettings()
+    _sweeping = False  # per server: `protocol()` makes a class per server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._phase: Phase = "first"
         self._header_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which this phase must end
 
     # -- deadlines ---------------------------------------------------------------
     def _arm(self, phase: Phase, seconds: float | None) -> None:
         self._phase = phase
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = (self.loop.call_later(seconds, self._expired, phase)
-                          if seconds is not None else None)
+        if seconds is None:
+            self._deadline = None
+            return
+        self._deadline = self.loop.time() + seconds
+        cls = type(self)
+        if not cls._sweeping:
+            cls._sweeping = True
+            self.loop.call_later(SWEEP_EVERY, cls._sweep, self.loop, self.connections)
+
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        """Act on the deadlines that have passed; come back while any is pending."""
+        now = loop.time()
+        pending = False
+        for connection in list(connections):
+            deadline = getattr(connection, "_deadline", None)
+            if deadline is None:
+                continue
+            if now >= deadline:
+                connection._expired(connection._phase)
+            else:
+                pending = True
+        if pending:
+            loop.call_later(SWEEP_EVERY, cls._sweep, loop, connections)
+        else:
+            cls._sweeping = False
 
     def _expired(self, phase: Phase) -> None:
         self._deadline = None
@@ -168,9 +196,7 @@ class LimitedProtocol(httptools_impl.HttpToolsProtocol):
         self._arm("first", self.settings.firstRequestTimeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
         super().connection_lost(exc)
         OPEN.set(len(self.connections))
 

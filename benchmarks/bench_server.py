@@ -1,5 +1,5 @@
 """`mlgate serve` plus a floor route, for benchmarks:
-`python benchmarks/bench_server.py PORT CERT KEY DATA_DIR|- [CONFIG]`.
+`python benchmarks/bench_server.py PORT CERT KEY DATA_DIR|- [CONFIG|- [WORKERS]]`.
 
 With a DATA_DIR the server is set up as `mlgate serve` sets itself up: JSON decision
 logs at INFO (to DATA_DIR/server.log), the SQLite journal in DATA_DIR, metrics. With `-`
@@ -24,7 +24,8 @@ from webhook.runtime import Runtime
 
 def main() -> None:
     port, cert, key, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    config_path = sys.argv[5] if len(sys.argv) > 5 else None
+    config_path = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
+    workers = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     if data_dir == "-":
         data_dir = None
     else:
@@ -41,7 +42,7 @@ def main() -> None:
         return Response(json.dumps(answer, separators=(",", ":")).encode(),
                         media_type="application/json")
 
-    uv.run()
+    server.serve(uv, workers)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ rule and the line and column. An expression that fails at run time (a missing fi
 `has()`, a type mismatch) follows the rule's `failurePolicy`: `Fail` (the default) reports it
 as a violation, `Ignore` skips the rule for that object.
 
+Speed: the CEL binding converts every variable it is given, at about 0.4 ms per KiB, so a
+rule gets only the variables it names, trimmed to the fields it selects
+(`webhook.celreads`): a rule on `object.metadata.labels` no longer converts the 300
+containers of a big Pod (50 ms) for every rule and every pod spec.
+
 Modes: each rule may have its own `mode` (`enforce`, `warn`, `audit` or `off`), as in a
 ValidatingAdmissionPolicy binding's validationActions. A rule's violations take the milder
 of the rule's and the policy's mode, so `mode: warn` on the policy makes every rule warn,
@@ -39,9 +44,11 @@ from typing import Any, Literal
 import cel as cel_lib
 from pydantic import Field
 
-from webhook import accelerators, policy, schema, workloads
+from webhook import accelerators, celreads, policy, schema, workloads
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
+VARIABLES = ("object", "oldObject", "request", "podSpec", "pod", "accelerators", "container",
+             "containerType")
 
 
 class Rule(policy.Params):
@@ -71,6 +78,13 @@ class Params(policy.Params):
 
 def _counts(found: dict[str, int | None]) -> dict[str, int]:
     return {resource: -1 if count is None else count for resource, count in found.items()}
+
+
+def _given(reads: dict[str, list[celreads.Path]], variables: dict[str, Any],
+           ) -> dict[str, Any]:
+    """The variables a rule names (of those its scope has), trimmed to what it selects."""
+    return {name: celreads.trimmed(variables[name], paths) for name, paths in reads.items()
+            if name in variables}
 
 
 def compile_expression(rule: Rule, index: int, field: str, source: str) -> Any:
@@ -103,12 +117,19 @@ class Cel(policy.ValidatingPolicy[Params]):
         super().__init__(params, env)
         # Compiled once per configuration: rule name -> (expression, message expression).
         self._programs: dict[str, tuple[Any, Any | None]] = {}
+        # rule name -> variable -> the field paths the rule selects from it
+        self._reads: dict[str, dict[str, list[celreads.Path]]] = {}
         for index, rule in enumerate(params.rules):
             if not rule.name.strip():
                 raise ValueError(f"rules[{index}]: name must not be empty")
             if rule.name in self._programs:
                 raise ValueError(f"rules[{index}]: two rules are named {rule.name!r}")
-            self._programs[rule.name] = self._compile(rule, index)
+            program, message = self._programs[rule.name] = self._compile(rule, index)
+            named = set(program.variables()) | set(
+                message.variables() if message is not None else ())
+            paths = celreads.reads(f"{rule.expression}\n{rule.messageExpression}", VARIABLES)
+            self._reads[rule.name] = {name: paths.get(name, [()]) for name in VARIABLES
+                                      if name in named}
 
     def _compile(self, rule: Rule, index: int) -> tuple[Any, Any | None]:
         program = compile_expression(rule, index, "expression", rule.expression)
@@ -123,24 +144,30 @@ class Cel(policy.ValidatingPolicy[Params]):
             if rule.mode == "off":
                 continue
             program, message = self._programs[rule.name]
+            reads = self._reads[rule.name]
             if rule.scope == "object":
-                yield from self._run(rule, program, message, dict(base), None, None)
+                yield from self._run(rule, program, message, _given(reads, base), None, None)
                 continue
             patterns = self.params.accelerators
             for pod in workload.pods:
                 pod_vars = dict(base, podSpec=pod.spec, pod={
                     "pointer": pod.pointer, "role": pod.role, "replicas": pod.replicas,
-                    "labels": pod.labels, "annotations": pod.annotations},
-                    accelerators=_counts(accelerators.pod_resources(pod, patterns)))
+                    "labels": pod.labels, "annotations": pod.annotations})
                 if rule.scope == "pod":
-                    yield from self._run(rule, program, message, pod_vars, pod, None)
+                    if "accelerators" in reads:
+                        pod_vars["accelerators"] = _counts(
+                            accelerators.pod_resources(pod, patterns))
+                    yield from self._run(rule, program, message, _given(reads, pod_vars),
+                                         pod, None)
                     continue
                 for container in pod.containers:
-                    asks = accelerators.container_asks(pod, container, patterns)
                     variables = dict(pod_vars, container=container.data,
-                                     containerType=container.container_type,
-                                     accelerators=_counts(accelerators.by_resource(asks)))
-                    yield from self._run(rule, program, message, variables, pod, container)
+                                     containerType=container.container_type)
+                    if "accelerators" in reads:
+                        asks = accelerators.container_asks(pod, container, patterns)
+                        variables["accelerators"] = _counts(accelerators.by_resource(asks))
+                    yield from self._run(rule, program, message, _given(reads, variables),
+                                         pod, container)
 
     def _run(self, rule: Rule, program: Any, message: Any | None, variables: dict[str, Any],
              pod: workloads.PodSpecView | None,

@@ -9,6 +9,14 @@ until a request is complete (its keep-alive timeout only runs between requests),
     connected --firstRequestTimeout--> first byte --headerTimeout--> headers complete
       --bodyTimeout--> body complete --(the app answers)--> idle --idleTimeout--> ...
 
+The protocol also joins the writes of one event-loop pass into one (`_CoalescingTransport`):
+uvicorn writes a response's head and body separately, and over TLS each write is its own
+record and its own send() system call.
+
+A phase's deadline is a time on the connection, checked by one sweep over the open
+connections every SWEEP_EVERY seconds while any deadline is pending: arming and cancelling a
+loop timer per phase cost more than the rest of the limits on every request.
+
 A header past `maxHeaderBytes` is a 431, a deadline missed while reading a request a 408
 (both then close the connection); a connection that never sends a request is closed, and a
 connection past `maxConnections` is closed at once, with a log line. Settings are the
@@ -33,6 +41,7 @@ log = logging.getLogger("mlgate.connections")
 
 Phase = Literal["first", "headers", "body", "app"]
 LOG_EVERY = 10.0  # seconds between two log lines of the same kind under attack
+SWEEP_EVERY = 0.1  # seconds: a missed deadline is acted on at most this late
 
 
 CLOSED = Counter(
@@ -63,24 +72,80 @@ class _Throttle:
 _throttle = _Throttle()
 
 
+class _CoalescingTransport:
+    """A transport whose writes in one pass of the event loop leave as one write."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self._transport, name)
+
+
 class LimitedProtocol(httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of `settings`."""
 
     settings = config.ConnectionSettings()
+    _sweeping = False  # per server: `protocol()` makes a class per server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._phase: Phase = "first"
         self._header_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which this phase must end
 
     # -- deadlines ---------------------------------------------------------------
     def _arm(self, phase: Phase, seconds: float | None) -> None:
         self._phase = phase
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = (self.loop.call_later(seconds, self._expired, phase)
-                          if seconds is not None else None)
+        if seconds is None:
+            self._deadline = None
+            return
+        self._deadline = self.loop.time() + seconds
+        cls = type(self)
+        if not cls._sweeping:
+            cls._sweeping = True
+            self.loop.call_later(SWEEP_EVERY, cls._sweep, self.loop, self.connections)
+
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        """Act on the deadlines that have passed; come back while any is pending."""
+        now = loop.time()
+        pending = False
+        for connection in list(connections):
+            deadline = getattr(connection, "_deadline", None)
+            if deadline is None:
+                continue
+            if now >= deadline:
+                connection._expired(connection._phase)
+            else:
+                pending = True
+        if pending:
+            loop.call_later(SWEEP_EVERY, cls._sweep, loop, connections)
+        else:
+            cls._sweeping = False
 
     def _expired(self, phase: Phase) -> None:
         self._deadline = None
@@ -120,6 +185,7 @@ class LimitedProtocol(httptools_impl.HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         over = len(self.connections) >= self.settings.maxConnections
         super().connection_made(transport)
+        self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         OPEN.set(len(self.connections))
         if over:
             _throttle("over_limit", "refused a connection from %s: %d connections are open, "
@@ -130,9 +196,7 @@ class LimitedProtocol(httptools_impl.HttpToolsProtocol):
         self._arm("first", self.settings.firstRequestTimeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
         super().connection_lost(exc)
         OPEN.set(len(self.connections))
 

@@ -139,12 +139,14 @@ def test_webhook_configurations(rendered: dict[str, list[dict[str, Any]]], name:
         assert conditions["not-being-deleted"] == "!has(object.metadata.deletionTimestamp)"
 
 
-def test_service_reaches_the_https_port(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_service_reaches_the_https_and_health_ports(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
     service = helm.one(rendered["default"], "Service")
     container = helm.one(rendered["default"], "Deployment")["spec"]["template"]["spec"][
         "containers"][0]
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] == "https"
+    https, health = service["spec"]["ports"]
+    assert (https["name"], https["targetPort"]) == ("https", "https")
+    assert (health["name"], health["port"], health["targetPort"]) == ("health", 8080, "health")
     assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"},
                                   {"name": "health", "containerPort": 8080, "protocol": "TCP"}]
 
@@ -363,12 +365,24 @@ def test_high_availability(rendered: dict[str, list[dict[str, Any]]]) -> None:
     alerts = {r["alert"] for g in helm.one(objects, "PrometheusRule")["spec"]["groups"]
               for r in g["rules"]}
     assert alerts == {"MlgateWebhookErrors", "MlgateHighLatency", "MlgateCertificateExpiring"}
+    # scrapes go to the health port, which answers whatever admission is doing
     endpoint = helm.one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
-    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == ("https", "https",
+    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == ("health", "http",
                                                                         "/metrics")
+    ports = {p["name"]: p for p in helm.one(objects, "Service")["spec"]["ports"]}
+    assert ports["health"]["targetPort"] == "health" and ports["https"]["targetPort"] == "https"
     policy = helm.one(objects, "NetworkPolicy")["spec"]
-    assert policy["ingress"] == [{"ports": [{"port": 8443, "protocol": "TCP"}]}]
+    assert policy["ingress"] == [{"ports": [{"port": 8443, "protocol": "TCP"},
+                                            {"port": 8080, "protocol": "TCP"}]}]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_scrapes_need_a_token_on_the_admission_port_when_metrics_are_not_public() -> None:
+    objects = helm.render(sets={"serviceMonitor.enabled": "true",
+                                "config.audit.metricsPublic": "false"})
+    endpoint = helm.one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"]) == ("https", "https")
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
 
 
 def test_default_pdb_and_optional_objects_off(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -130,6 +130,9 @@ class Config(schema.Model):
     maxRequestBytes: int = Field(8 * 1024 * 1024, gt=0)
     dra: dra_settings.Settings = Field(default_factory=dra_settings.Settings)
     maxInFlight: int = Field(256, gt=0)  # admission requests evaluated at once; 503 past it
+    # Admission's own threads for the sync methods of blocking policies (read at start);
+    # nothing else runs there, so no audit or journal work can make a policy wait.
+    policyThreads: int = Field(16, gt=0, le=256)
     registries: registry_settings.Registries = Field(
         default_factory=registry_settings.Registries)
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)

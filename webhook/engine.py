@@ -12,6 +12,7 @@ whatever happens is in the `decisions.Decision`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from typing import Any, Final
@@ -50,11 +51,15 @@ class Engine:
     """The configured policies, ready to evaluate requests."""
 
     def __init__(self, cfg: config.Config, active: list[invocation.ActivePolicy],
-                 claims: dra.Source | None = None) -> None:
+                 claims: dra.Source | None = None,
+                 executor: concurrent.futures.Executor | None = None) -> None:
         self.config = cfg
         # Where pod claims are looked up; the server hands in its claim cache.
         # `is None`, not `or`: a claim cache with no objects yet is empty, hence falsy
         self.claims = dra.Nothing() if claims is None else claims
+        # Where blocking policies run: the server hands in its `invocation.PolicyThreads`;
+        # None (`mlgate check`, tests) is the event loop's default executor.
+        self.executor = executor
         self.active = active
         self.mutating = [p for p in active if p.phase == MUTATE and p.mode != "off"]
         self.validating = [p for p in active if p.phase == VALIDATE and p.mode != "off"]
@@ -64,7 +69,8 @@ class Engine:
     # -- building --------------------------------------------------------------
     @classmethod
     def build(cls, cfg: config.Config, catalogue: plugins.Catalogue | None = None,
-              claims: dra.Source | None = None) -> Engine:
+              claims: dra.Source | None = None,
+              executor: concurrent.futures.Executor | None = None) -> Engine:
         """Resolve and instantiate every enabled policy; any problem is a ConfigError."""
         catalogue = catalogue or plugins.discover(cfg.policyPaths)
         active: list[invocation.ActivePolicy] = []
@@ -89,7 +95,7 @@ class Engine:
                 raise errors.ConfigError(f"policies.{name}.params: {exc}") from exc
             mode = settings.mode or policy_cls.default_mode
             active.append(invocation.ActivePolicy(name, instance, mode, settings))
-        return cls(cfg, active, claims)
+        return cls(cfg, active, claims, executor)
 
     async def aclose(self) -> None:
         """Let every policy release what it holds (the engine is being replaced)."""
@@ -261,7 +267,8 @@ class Engine:
             assert isinstance(mutator, policy.MutatingPolicy)  # self.mutating holds only these
             try:
                 await invocation.call(active, mutator.mutate,
-                                workload if target is working else view(target), deadline)
+                                      workload if target is working else view(target), deadline,
+                                      self.executor)
             except errors.PolicyError as exc:
                 decision.findings.append(invocation.failure(active, workload, exc))
                 if target is working:  # a half-done mutation must not leak into the patch
@@ -288,7 +295,8 @@ class Engine:
         validator = active.policy
         assert isinstance(validator, policy.ValidatingPolicy)  # self.validating holds only these
         try:
-            found = await invocation.call(active, validator.validate, workload, deadline)
+            found = await invocation.call(active, validator.validate, workload, deadline,
+                                          self.executor)
         except errors.PolicyError as exc:
             return [invocation.failure(active, workload, exc)]
         findings = []

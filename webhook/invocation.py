@@ -1,16 +1,19 @@
 """Calling one policy: in a worker thread or on the loop, within its timeout, and what a
 policy that raises or runs out of time turns into (its failure mode).
 
-A sync method of a `blocking` policy runs in a worker thread, where its timeout can
-abandon it; a non-blocking one runs on the event loop and its timeout is checked when it
-returns; async methods always run on the loop. Whatever the policy raises becomes a
-`PolicyError`, which `failure()` turns into a finding: the policy's mode when its failure
-mode is `fail`, a warning when it is `ignore`.
+A sync method of a `blocking` policy runs in a worker thread of admission's own pool
+(`PolicyThreads`, `policyThreads` in the config), where its timeout can abandon it: no
+journal write or audit query runs there, so none can make a policy wait for a thread. A
+non-blocking one runs on the event loop and its timeout is checked when it returns; async
+methods always run on the loop. Whatever the policy raises becomes a `PolicyError`, which
+`failure()` turns into a finding: the policy's mode when its failure mode is `fail`, a
+warning when it is `ignore`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import logging
@@ -68,9 +71,29 @@ def _materialise(result: Any) -> Any:
     return result
 
 
+class PolicyThreads:
+    """Admission's own bounded pool for the sync methods of blocking policies: a service of
+    the server (its size is read at start; stopped at shutdown). A thread a timed-out policy
+    still holds stays taken until the policy returns, so a pool of its own keeps such
+    policies from taking the threads of anything else, and anything else from taking theirs."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            size, thread_name_prefix="mlgate-policy")
+
+    async def start(self) -> None:
+        log.info("blocking policies run in %d threads of their own (policyThreads)", self.size)
+
+    async def stop(self) -> None:
+        # Do not wait for a policy stuck past its timeout: the process is leaving.
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 async def call(active: ActivePolicy, method: Any, workload: workloads.Workload,
-               deadline: float) -> Any:
-    """Call a policy method within its timeout; sync methods run in a worker thread."""
+               deadline: float, executor: concurrent.futures.Executor | None = None) -> Any:
+    """Call a policy method within its timeout; sync methods of blocking policies run in
+    `executor` (admission's `PolicyThreads`; None: the loop's default, for `mlgate check`)."""
     timeout = min(active.settings.timeout, deadline - time.perf_counter())
     if timeout <= 0:
         raise errors.PolicyError(active.name, "no time left before the request deadline")
@@ -83,8 +106,9 @@ async def call(active: ActivePolicy, method: Any, workload: workloads.Workload,
             if time.perf_counter() - started > timeout:
                 raise TimeoutError
             return await _collect(result)
+        loop = asyncio.get_running_loop()
         result = await asyncio.wait_for(
-            asyncio.to_thread(lambda: _materialise(method(workload))), timeout)
+            loop.run_in_executor(executor, lambda: _materialise(method(workload))), timeout)
         return await asyncio.wait_for(_collect(result), timeout)
     except TimeoutError as exc:
         raise errors.PolicyError(active.name, f"timed out after {timeout:.3g}s") from exc

@@ -10,6 +10,7 @@ configuration keeps serving.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -42,6 +43,8 @@ class Runtime:
         self._engine: engine.Engine | None = None
         self.last_error = ""
         self.claims: dra.Source | None = None  # where engines look pod claims up
+        # where engines run blocking policies (the server's `invocation.PolicyThreads`)
+        self.executor: concurrent.futures.Executor | None = None
 
     def use_claims(self, source: dra.Source) -> None:
         """Look pod claims up in `source` (the server's claim cache) from now on."""
@@ -49,11 +52,17 @@ class Runtime:
         if self._engine is not None:
             self._engine.claims = source
 
+    def use_executor(self, executor: concurrent.futures.Executor) -> None:
+        """Run the blocking policies of this and every later engine in `executor`."""
+        self.executor = executor
+        if self._engine is not None:
+            self._engine.executor = executor
+
     def load(self) -> engine.Engine:
         """Build the first engine from the file. Raises ConfigError when it is invalid."""
         self._stamp = _stamp(self.config_path) if self.config_path else None
         self._engine = engine.Engine.build(config.load(self.config_path, self.environ),
-                                           claims=self.claims)
+                                           claims=self.claims, executor=self.executor)
         return self._engine
 
     @property
@@ -71,7 +80,7 @@ class Runtime:
         """Build an engine from the file as it is now. False (and logged) when invalid."""
         try:
             new = engine.Engine.build(config.load(self.config_path, self.environ),
-                                      claims=self.claims)
+                                      claims=self.claims, executor=self.executor)
         except errors.ConfigError as exc:
             self.last_error = str(exc)
             log.error("configuration rejected, keeping the last good one: %s", exc)

@@ -1,10 +1,11 @@
 """The composition root, and running the app under uvicorn over HTTPS with certificate reload.
 
 `application()` is where the server is wired together: the admission app of `webhook.app`
-with its decision observers (metrics, the decision log, the journal), its services (the
-audit journal and scan, plus what the caller adds, such as certificate renewal) and the
-audit router; `build()` puts it under uvicorn with the connection limits of
-`webhook.connections`. Start reading here to see what runs in `mlgate serve`.
+with its decision observers (metrics, the decision log, the journal), its services
+(admission's own threads for blocking policies, the audit journal and scan, plus what the
+caller adds, such as certificate renewal) and the audit router; `build()` puts it under
+uvicorn with the connection limits of `webhook.connections`. Start reading here to see
+what runs in `mlgate serve`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from webhook import app as app_module
-from webhook import certs, claimcache, connections, health, logs, metrics, tls
+from webhook import certs, claimcache, connections, health, invocation, logs, metrics, tls
 from webhook import config as config_module
 from webhook.audit import routes as audit_routes
 from webhook.audit import service as audit_service
@@ -47,9 +48,16 @@ def resolve_tls_files(cert: str | None, key: str | None, certs_dir: str | Path =
 def application(runtime: Runtime, tls_context: tls.ReloadingContext | None = None,
                 data_dir: str | Path | None = None,
                 services: Sequence[app_module.Service] = ()) -> FastAPI:
-    """The whole server app: admission routes, audit endpoints, observers and services."""
+    """The whole server app: admission routes, audit endpoints, observers and services.
+
+    Admission shares no thread pool with the audit side: blocking policies run in
+    `invocation.PolicyThreads`, audit queries in the audit service's own bounded pool and
+    the journal writer on a thread of its own (issue 12)."""
     audit = audit_service.Audit(runtime, data_dir)
-    extra: list[app_module.Service] = []
+    # read at start: resizing needs a restart
+    policy_threads = invocation.PolicyThreads(runtime.engine.config.policyThreads)
+    runtime.use_executor(policy_threads.executor)
+    extra: list[app_module.Service] = [policy_threads]
     cache_settings = runtime.engine.config.dra.cache
     if cache_settings.enabled:  # read at start: turning it on or off needs a restart
         cache = claimcache.ClaimCache(cache_settings)

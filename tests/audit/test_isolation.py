@@ -2,12 +2,15 @@
 table locked by another session and 12 audit report readers waiting on it, normal pods
 are still admitted; the readers past `audit.maxQueries` get a 503 at once, and the others
 answer once the lock is released. Real server over TLS, real PostgreSQL, the `cel` policy
-and a blocking third-party-style policy."""
+and a blocking third-party-style policy. Then the parts: the query pool's limit and
+timeout, and the journal writer's own thread."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +24,15 @@ from tests import factories
 from tests.audit import records
 from tests.audit.conftest import Postgres
 from tests.server import RunningServer, running_server
+from webhook.audit import journal, queries, settings, store
+from webhook.audit.settings import AuditSettings
 
 pytestmark = pytest.mark.integration
 
 READER = "reader-token"
 AUTH = {"Authorization": f"Bearer {READER}"}
 READERS = 12  # report readers waiting on the locked table, as in the issue
-MAX_QUERIES = 4  # the default audit.maxQueries
+MAX_QUERIES = AuditSettings().maxQueries  # the server under test keeps the default
 PODS = 10
 # A third-party policy as most are written: a sync method, `blocking` left at its default
 # (True), so that the engine runs it in a worker thread.
@@ -133,3 +138,77 @@ def test_a_locked_journal_and_waiting_readers_do_not_stall_admission(
     assert [r.status_code for r in waited] == [200] * MAX_QUERIES, [r.text for r in waited]
     with running.client() as client:  # and the report answers as before
         assert client.get("/audit/report", headers=AUTH).status_code == 200
+
+
+async def test_a_reader_past_max_queries_is_refused_at_once() -> None:
+    pool = queries.Queries(limit=2, timeout=60)
+    release = threading.Event()
+    try:
+        held = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
+        await asyncio.sleep(0)  # both take their slot
+        with pytest.raises(queries.Busy, match=r"audit.maxQueries \(2\)"):
+            await pool.run(lambda: "never run")
+        release.set()
+        assert await asyncio.gather(*held) == [True, True]
+        assert await pool.run(lambda: "served") == "served"  # the slots came back
+    finally:
+        release.set()
+        pool.close()
+
+
+async def test_a_query_past_query_timeout_is_a_503_and_keeps_its_slot() -> None:
+    """Its reader is answered; the thread the stuck query holds still counts, so the readers a
+    stuck database can hold never exceed the limit."""
+    pool = queries.Queries(limit=1, timeout=0.05)
+    release = threading.Event()
+    finished = threading.Event()
+
+    def stuck() -> None:
+        release.wait()
+        finished.set()
+
+    try:
+        with pytest.raises(store.Unavailable, match=r"audit.queryTimeout \(0.05s\)"):
+            await pool.run(stuck)
+        with pytest.raises(queries.Busy):
+            await pool.run(lambda: "never run")
+        release.set()
+        await asyncio.to_thread(finished.wait, 30)
+        deadline = time.monotonic() + 30
+        while True:  # the slot is released by the query's thread as it returns
+            try:
+                assert await pool.run(lambda: "served") == "served"
+                break
+            except queries.Busy:
+                assert time.monotonic() < deadline, "the slot never came back"
+                await asyncio.sleep(0.01)
+    finally:
+        release.set()
+        pool.close()
+
+
+async def test_the_journal_writes_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    threads: list[str] = []
+
+    class Recording(store.SqliteStore):
+        def insert(self, records: object) -> None:
+            threads.append(threading.current_thread().name)
+            super().insert(records)  # type: ignore[arg-type]
+
+    loop = asyncio.get_running_loop()
+    taken = threading.Event()  # the loop's default executor: every thread taken
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(1))
+    held = loop.run_in_executor(None, taken.wait)
+    db = Recording(tmp_path / "journal.db")
+    db.migrate()
+    writer = journal.Journal(db, settings.JournalSettings(flushInterval=0.05))
+    decision = await records.decide(records.default_engine(), records.gpu_pod("one"))
+    try:
+        assert writer.record(decision.record())
+        await asyncio.wait_for(writer.flush(), 30)  # bounded: it waited forever before
+        assert writer.written == 1
+    finally:
+        taken.set()
+        await held
+        await writer.close()
+    assert threads and {name.split("_")[0] for name in threads} == {"mlgate-journal"}

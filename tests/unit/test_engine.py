@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +14,17 @@ import pytest
 
 from tests import factories
 from tests.factories import GPU, LIMITED, container, pod, pod_spec
-from webhook import admission, config, decisions, engine, patches, plugins, policy, workloads
+from webhook import (
+    admission,
+    config,
+    decisions,
+    engine,
+    invocation,
+    patches,
+    plugins,
+    policy,
+    workloads,
+)
 
 
 # -- policies used only here ---------------------------------------------------------
@@ -576,3 +588,69 @@ def test_an_instance_gets_its_own_name_in_the_environment() -> None:
     eng = build({"strict-limits": {"uses": "require-limits", "timeout": "1s"}})
     instance = next(p.policy for p in eng.active if p.name == "strict-limits")
     assert (instance.env.name, instance.env.timeout) == ("strict-limits", 1.0)
+
+
+class WhereItRan(policy.ValidatingPolicy[policy.Params]):
+    """A sync policy left blocking (the default): warns with the name of its thread."""
+
+    name = "test-where-it-ran"
+
+    def validate(self, workload: workloads.Workload) -> list[policy.Violation]:
+        return [policy.Violation(what=f"ran in {threading.current_thread().name}",
+                                 mode="warn")]
+
+
+def test_policies_answer_while_every_thread_of_the_default_executor_is_taken() -> None:
+    """Issue 12: journal writes and audit queries held every thread of the loop's default
+    executor, and `cel` and blocking policies timed out waiting for one. Blocking policies
+    now run in admission's own threads, and `cel` needs none."""
+    catalogue = plugins.discover()
+    catalogue.add(WhereItRan, "tests")
+    cfg = config.from_mapping({"policies": {
+        "test-where-it-ran": {"timeout": "1s"}, "require-limits": {"mode": "off"},
+        "cel": {"timeout": "1s", "params": {"rules": [
+            {"name": "no-host-network", "expression": "!has(object.spec.hostNetwork)"}]}}}},
+        environ={})
+    threads = invocation.PolicyThreads(2)
+    eng = engine.Engine.build(cfg, catalogue, executor=threads.executor)
+    request = admission.parse(json.dumps(factories.admission_review(bare_pod())).encode())
+    release = threading.Event()
+
+    async def with_the_default_executor_taken() -> decisions.Decision:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(2))
+        held = [loop.run_in_executor(None, release.wait) for _ in range(2)]
+        try:
+            return await eng.evaluate(request, engine.VALIDATE)
+        finally:
+            release.set()
+            await asyncio.gather(*held)
+            await threads.stop()
+
+    decision = asyncio.run(with_the_default_executor_taken())
+    assert decision.allowed, decision.message
+    assert len(decision.warnings) == 1, decision.warnings
+    assert "ran in mlgate-policy_" in decision.warnings[0]
+
+
+def test_cel_needs_no_thread_at_all() -> None:
+    """CEL is pure computation on the event loop: a policy stuck in every one of the
+    policy threads does not make `cel` wait (see policies/cel.py)."""
+    cfg = config.from_mapping({"policies": {
+        "require-limits": {"mode": "off"},
+        "cel": {"timeout": "1s", "params": {"rules": [
+            {"name": "no-host-network", "expression": "!has(object.spec.hostNetwork)"}]}}}},
+        environ={})
+    threads = invocation.PolicyThreads(1)
+    eng = engine.Engine.build(cfg, executor=threads.executor)
+    request = admission.parse(json.dumps(factories.admission_review(bare_pod())).encode())
+    release = threading.Event()
+    stuck = threads.executor.submit(release.wait)  # a blocking policy past its timeout
+    try:
+        decision = asyncio.run(eng.evaluate(request, engine.VALIDATE))
+    finally:
+        release.set()
+        stuck.result()
+        asyncio.run(threads.stop())
+    assert decision.allowed, decision.message
+    assert ("cel", "enforce") in decision.evaluated

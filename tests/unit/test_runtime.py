@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from pathlib import Path
 
@@ -67,3 +68,15 @@ async def test_an_empty_claim_cache_stays_the_claim_source_across_reloads(
     os.utime(config_file, ns=(1, 1))
     assert await runtime.reload_if_changed() is True
     assert runtime.engine.claims is source
+
+
+async def test_the_policy_threads_outlive_a_reload(tmp_path: Path) -> None:
+    (tmp_path / "mlgate.yaml").write_text("policies: {require-limits: {mode: enforce}}\n")
+    runtime = Runtime(tmp_path / "mlgate.yaml")
+    runtime.load()
+    assert runtime.engine.executor is None  # `mlgate check`: the loop's default executor
+    with concurrent.futures.ThreadPoolExecutor(1) as threads:
+        runtime.use_executor(threads)  # what the server does with its PolicyThreads
+        assert runtime.engine.executor is threads
+        assert await runtime.reload() is True
+        assert runtime.engine.executor is threads

@@ -2,12 +2,12 @@
 
 `GET /metrics` (Prometheus text), `GET /audit/report` (json, html, policyreport) and
 `GET /audit/decisions` (raw decisions, cursor pagination). Each reads the running `Audit`
-service; none is on the admission path.
+service; none is on the admission path. Journal reads run in the service's own query pool
+(`webhook.audit.queries`): a reader past `audit.maxQueries` is a 503 at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -84,12 +84,12 @@ class Endpoints:
             return _unavailable("the journal is not open yet")
         try:
             if shape == "policyreport":
-                return _json(await asyncio.to_thread(
+                return _json(await self.audit.queries.run(
                     report.policy_reports, db, filters.namespace, filters.kind, filters.policy))
             scanner = self.audit.scanner
             last = scanner.last.record() if scanner and scanner.last else None
-            built = await asyncio.to_thread(report.build, db, filters, last, None,
-                                            self.audit.runtime.engine.config.exceptions)
+            built = await self.audit.queries.run(report.build, db, filters, last, None,
+                                                 self.audit.runtime.engine.config.exceptions)
         except store.Unavailable as exc:
             return _unavailable(str(exc))
         if shape == "json":
@@ -116,7 +116,7 @@ class Endpoints:
         if db is None:
             return _unavailable("the journal is not open yet")
         try:
-            rows = await asyncio.to_thread(db.records, filters, limit, cursor)
+            rows = await self.audit.queries.run(db.records, filters, limit, cursor)
         except store.Unavailable as exc:
             return _unavailable(str(exc))
         following = str(rows[-1][0]) if len(rows) == limit else None

@@ -2,9 +2,10 @@
 its PolicyReports and the Kubernetes Events writer.
 
 `Audit` is a service of the app (`start()` opens and migrates the journal, builds the token
-checker, starts the Events writer and the cluster scan; `stop()` stops them and drains the
-journal; `reloaded()` rebuilds the token checker when a reload changes who may read) and
-gives two decision observers (`observe()` queues the decision's record, `events.observe`
+checker, starts the Events writer and the cluster scan; `stop()` stops them, drains the
+journal and closes `queries`, the pool the audit endpoints read the journal in;
+`reloaded()` rebuilds the token checker when a reload changes who may read) and gives
+two decision observers (`observe()` queues the decision's record, `events.observe`
 queues an Event for a denial; neither waits). The endpoints that read it are in `routes`.
 """
 
@@ -16,7 +17,7 @@ import logging
 from pathlib import Path
 
 from webhook import decisions, errors
-from webhook.audit import access, events, journal, kube, policyreports, scan
+from webhook.audit import access, events, journal, kube, policyreports, queries, scan
 from webhook.audit import store as store_module
 from webhook.runtime import Runtime
 
@@ -40,6 +41,8 @@ class Audit:
         self._access_key: tuple[object, ...] = ()
         self.events = events.Recorder(lambda: runtime.engine.config.audit.events,
                                       self._cluster_api)
+        audit_cfg = runtime.engine.config.audit  # read at start: resizing needs a restart
+        self.queries = queries.Queries(audit_cfg.maxQueries, audit_cfg.queryTimeout)
 
     def _cluster_api(self) -> kube.Api | None:
         """A client for writing Events and PolicyReports: in a pod, or audit.scan.kubeconfig
@@ -107,5 +110,6 @@ class Audit:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan_task
         await self.events.close()
+        self.queries.close()
         if self.journal is not None:
             await self.journal.close()

@@ -85,6 +85,10 @@ class AuditSettings(schema.Model):
     scan: ScanSettings = ScanSettings()
     policyReports: PolicyReportSettings = PolicyReportSettings()
     events: EventSettings = EventSettings()
+    # Report and decision queries run in a pool of their own of this many threads (read at
+    # start); a reader past it gets a 503 at once instead of waiting behind a slow journal.
+    maxQueries: int = Field(4, gt=0, le=64)
+    queryTimeout: schema.Duration = 30.0  # a query still running then is a 503 (read at start)
 
     @model_validator(mode="after")
     def _reports_need_the_scan(self) -> AuditSettings:

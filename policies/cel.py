@@ -39,7 +39,7 @@ returns. CEL evaluation is pure computation on the object: no I/O, no unbounded 
 cost is bounded by the expression and the object, which `maxRequestBytes` caps), and the
 CEL binding holds the GIL while it evaluates, so a worker thread would not let the loop run
 any sooner nor could its timeout stop it; it would only make `cel` wait for a free thread
-(issue 12: with the threads taken, every pod was denied on a `cel` timeout). About 0.5 ms
+(and time out, denying the request, while the threads are taken). It costs about 0.5 ms
 per request for the two rules of `examples/mlgate.yaml` on a four-container pod.
 """
 

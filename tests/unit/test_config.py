@@ -44,6 +44,9 @@ policies:
     ("policies: {require-limits: {match: {operations: [DELETE]}}}",
      "policies.require-limits.match.operations.0"),
     ("deadline: 0s", "deadline"),
+    ("policyThreads: 0", "policyThreads"),
+    ("audit: {maxQueries: 0}", "audit.maxQueries"),
+    ("audit: {queryTimeout: 0s}", "audit.queryTimeout"),
 ])
 def test_errors_name_the_key_path(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"

@@ -12,7 +12,7 @@ import concurrent.futures
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from tests import factories
 from tests.audit import records
 from tests.audit.conftest import Postgres
 from tests.server import RunningServer, running_server
+from webhook import decisions
 from webhook.audit import journal, queries, settings, store
 from webhook.audit.settings import AuditSettings
 
@@ -191,9 +192,10 @@ async def test_the_journal_writes_on_a_thread_of_its_own(tmp_path: Path) -> None
     threads: list[str] = []
 
     class Recording(store.SqliteStore):
-        def insert(self, records: object) -> None:
+        def insert(self, records: Sequence[decisions.DecisionRecord],
+                   keys: Sequence[str | None] | None = None) -> int:
             threads.append(threading.current_thread().name)
-            super().insert(records)  # type: ignore[arg-type]
+            return super().insert(records, keys)
 
     loop = asyncio.get_running_loop()
     taken = threading.Event()  # the loop's default executor: every thread taken

@@ -4,7 +4,9 @@ real kube-apiserver (tests/e2e/test_audit.py does the same through `mlgate serve
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,28 @@ def test_a_token_review_that_does_not_answer_is_given_up(
         status, reason = denied(authority, accounts["alice"])
         assert time.monotonic() - started < 3
         assert status == 401 and "try again" in reason
+
+
+def test_token_reviews_never_take_the_threads_admission_uses(
+        kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    """Readers with new tokens while the TokenReviews hang (the proxy holds them on
+    purpose) wait on threads of their own: the loop's default threads, which admission
+    work uses (the signature verifier), stay free."""
+    faults = apiserver.Faults(stall={TOKEN_REVIEWS: 5})
+    with apiserver.misbehaving(kube_apiserver, tmp_path, faults) as kubeconfig:
+        authority = access.KubernetesAuthority(kube.api_client(str(kubeconfig)), timeout=4)
+
+        async def scenario() -> str:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(2, thread_name_prefix="default"))
+            readers = [asyncio.ensure_future(authority.check(f"new-token-{i}", "/audit/report"))
+                       for i in range(8)]
+            await asyncio.sleep(0.5)  # every reader is waiting for its review now
+            try:  # bounded: it waited behind the hanging reviews before
+                return await asyncio.wait_for(loop.run_in_executor(
+                    None, lambda: threading.current_thread().name), 2)
+            finally:
+                refused = await asyncio.gather(*readers, return_exceptions=True)
+                assert all(isinstance(r, access.Denied) and r.status == 401 for r in refused)
+
+        assert asyncio.run(scenario()).startswith("default")

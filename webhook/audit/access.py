@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from webhook.audit import settings as audit_settings
 log = logging.getLogger("mlgate.access")
 
 CACHE_SECONDS = 30.0
+REVIEW_THREADS = 4  # TokenReviews at once; more readers with new tokens wait their turn
 REVIEW_TIMEOUT = 10.0  # seconds a TokenReview or SubjectAccessReview may take
 REALM = 'Bearer realm="mlgate"'
 
@@ -165,6 +167,9 @@ class KubernetesAuthority(Authority):
         self.api_client = api_client
         self.timeout = timeout
         self._cache: dict[str, tuple[float, User | Denied]] = {}
+        # Threads of their own: many readers with new tokens and a slow API server must
+        # not take the loop's default threads, which admission work (signatures) uses.
+        self._threads = ThreadPoolExecutor(REVIEW_THREADS, thread_name_prefix="mlgate-token-review")
 
     async def check(self, token: str, path: str) -> User:
         key = hashlib.sha256(f"{path}\0{token}".encode()).hexdigest()
@@ -173,7 +178,8 @@ class KubernetesAuthority(Authority):
             outcome = cached[1]
         else:
             try:
-                outcome = await asyncio.to_thread(self._review, token, path)
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    self._threads, self._review, token, path)
             except Exception as exc:  # the API server is unreachable: refuse, do not cache
                 log.error("token review failed: %s", exc)
                 raise Denied(401, "the token could not be checked (the Kubernetes API did "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,8 @@ def report(figures: dict[str, loadgen.Figures], floor_of: dict[str, str]) -> Non
 def profile(url: str, review: dict[str, Any], output: str, connections: int,
             threads: int) -> None:
     """A py-spy flame graph of the process serving `url`, under 10 s of /validate load."""
+    if shutil.which("py-spy") is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(PIDS[url]), "--subprocesses",
                             "--duration", "10", "--rate", "200", "--output", output])
     loadgen.run_wrk(url + "/validate", review, connections, 11, threads)

@@ -137,7 +137,10 @@ def test_a_postgresql_outage_under_steady_load_loses_nothing(
         f"({dropped_total() - before:.0f} counted as dropped)")
     check_exactly_once_in_order(feed.fed, found)
     assert j.buffered > QUEUE, "the outage did not outlast the queue: it tested nothing"
-    assert j.replayed > 0 and j.written == len(feed.fed)
+    # `written` counts rows an insert reports as new: a batch whose COMMIT went through as
+    # the server went away is in the journal (checked above) but is skipped, not counted,
+    # when it is replayed from the buffer; so the count may fall short, never exceed.
+    assert j.replayed > 0 and 0 < j.written <= len(feed.fed)
 
 
 @contextlib.contextmanager

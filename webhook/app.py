@@ -172,8 +172,10 @@ class AdmissionHandler:
         except _Rejected as exc:
             await _send(send, exc.status, _problem_body(exc.reason, exc.status))
             return
-        await _send(send, 200, answer)
-        _notify(self.state.observers, decision)  # after the answer has gone out
+        try:
+            await _send(send, 200, answer)
+        finally:  # after the answer has gone out; a decision made is always observed
+            _notify(self.state.observers, decision)
 
     async def _review(self, scope: Scope, receive: Receive, phase: schema.Phase,
                       ) -> tuple[decisions.Decision, bytes]:

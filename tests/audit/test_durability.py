@@ -6,69 +6,22 @@ one flush interval before the kill is in it. SIGTERM: nothing answered is missin
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests import factories
 from tests.audit import records
-from tests.server import RunningServer, running_server
+from tests.audit.load import Load
+from tests.server import running_server
 from webhook.audit import store
 
 pytestmark = pytest.mark.integration
 
 FLUSH = 0.2  # the default journal.flushInterval
-LOAD_THREADS = 3
-
-
-class Load:
-    """Threads posting AdmissionReviews until stopped or the server goes away."""
-
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
-        self.answered: dict[str, float] = {}  # uid -> monotonic time of the answer
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(LOAD_THREADS)]
-
-    def _run(self, index: int) -> None:
-        count = 0
-        with self.server.client() as client:
-            while not self.stop.is_set():
-                uid = f"load-{index}-{count}"
-                count += 1
-                review = factories.admission_review(records.gpu_pod(f"p{count}"), uid=uid)
-                try:
-                    response = client.post("/validate", content=json.dumps(review),
-                                           headers={"content-type": "application/json"})
-                except httpx.TransportError:
-                    return  # the server is gone
-                if response.status_code == 200:
-                    assert response.json()["response"]["uid"] == uid
-                    with self.lock:
-                        self.answered[uid] = time.monotonic()
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
-    def wait_for(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.answered) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.answered) >= count, f"only {len(self.answered)} answers under load"
 
 
 def journal_uids(data_dir: Path) -> set[str]:
@@ -84,8 +37,9 @@ def journal_uids(data_dir: Path) -> set[str]:
 def test_sigkill_under_load_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with running_server(tmp_path, "--data-dir", str(data)) as server:
-        with Load(server) as load:
+        with Load(server, threads=3) as load:
             load.wait_for(1500)
+            load.gone = True
             killed_at = time.monotonic()
             os.kill(server.process.pid, signal.SIGKILL)
             server.process.wait(10)
@@ -107,8 +61,9 @@ def test_sigkill_under_load_loses_at_most_the_last_flush_interval(tmp_path: Path
 def test_sigterm_under_load_journals_every_answered_decision(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with running_server(tmp_path, "--data-dir", str(data)) as server:
-        with Load(server) as load:
+        with Load(server, threads=3) as load:
             load.wait_for(1500)
+            load.gone = True
             server.process.send_signal(signal.SIGTERM)
             # uvicorn re-raises the signal once its graceful shutdown is complete
             assert server.process.wait(30) in (0, -signal.SIGTERM), server.output()

@@ -8,83 +8,21 @@ recorded client-side with the time of their answer.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
-from tests import factories
-from tests.audit import conftest, records
-from tests.server import RunningServer, running_server
+from tests.audit import conftest
+from tests.audit.load import Load
+from tests.server import running_server
 
 pytestmark = pytest.mark.integration
 
 FLUSH = 0.2  # the default journal.flushInterval
-THREADS = 2  # client threads per replica
-
-
-class Load:
-    """Threads posting reviews with uids of their own to one replica; errors are counted
-    until `expect_gone()` (the replica is about to be killed)."""
-
-    def __init__(self, server: RunningServer, name: str) -> None:
-        self.server = server
-        self.name = name
-        self.answered: dict[str, float] = {}  # uid -> monotonic time of the answer
-        self.errors: list[str] = []
-        self.gone = False
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(THREADS)]
-
-    def _run(self, index: int) -> None:
-        count = 0
-        with self.server.client() as client:
-            while not self.stop.is_set():
-                uid = f"{self.name}-{index}-{count}"
-                count += 1
-                review = factories.admission_review(records.gpu_pod(f"p{count}"), uid=uid)
-                try:
-                    response = client.post("/validate", content=json.dumps(review),
-                                           headers={"content-type": "application/json"})
-                except httpx.TransportError as exc:
-                    if self.gone:
-                        return
-                    with self.lock:
-                        self.errors.append(f"{uid}: {exc!r}")
-                    continue
-                with self.lock:
-                    if response.status_code == 200 and \
-                            response.json()["response"]["uid"] == uid:
-                        self.answered[uid] = time.monotonic()
-                    elif not self.gone:
-                        self.errors.append(f"{uid}: HTTP {response.status_code}")
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.answered)
-
-    def wait_for(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count() < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.count() >= count, f"{self.name}: only {self.count()} answers under load"
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
 
 
 def journal_rows(url: str) -> list[str]:

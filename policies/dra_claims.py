@@ -85,12 +85,9 @@ class Params(Limits):
 
 def effective(params: Params, namespace: str) -> Limits:
     """The top-level settings with the first matching namespace entry laid over them."""
-    merged = Limits(deviceClasses=params.deviceClasses, maxPerRequest=params.maxPerRequest,
-                    maxPerClaim=params.maxPerClaim, allocationModeAll=params.allocationModeAll)
-    override = policy.for_namespace(params.namespaces, namespace)
-    for name in override.model_fields_set if override is not None else ():
-        setattr(merged, name, getattr(override, name))
-    return merged
+    defaults = Limits(deviceClasses=params.deviceClasses, maxPerRequest=params.maxPerRequest,
+                      maxPerClaim=params.maxPerClaim, allocationModeAll=params.allocationModeAll)
+    return policy.overlaid(defaults, params.namespaces, namespace)
 
 
 def field_name(pointer: str) -> str:

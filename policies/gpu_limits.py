@@ -60,12 +60,9 @@ def _where(namespace: str) -> str:
 
 def effective(params: Params, namespace: str) -> Limits:
     """The top-level limits with the first matching namespace entry laid over them."""
-    merged = Limits(maxPerContainer=params.maxPerContainer, maxPerPod=params.maxPerPod,
-                    maxPerWorkload=params.maxPerWorkload, allowed=params.allowed)
-    override = policy.for_namespace(params.namespaces, namespace)
-    for name in override.model_fields_set if override is not None else ():
-        setattr(merged, name, getattr(override, name))
-    return merged
+    defaults = Limits(maxPerContainer=params.maxPerContainer, maxPerPod=params.maxPerPod,
+                      maxPerWorkload=params.maxPerWorkload, allowed=params.allowed)
+    return policy.overlaid(defaults, params.namespaces, namespace)
 
 
 class GpuLimits(policy.ValidatingPolicy[Params]):

@@ -93,6 +93,18 @@ def for_namespace(entries: Mapping[str, T], namespace: str) -> T | None:
     return None
 
 
+M = TypeVar("M", bound=schema.Model)
+
+
+def overlaid(defaults: M, entries: Mapping[str, schema.Model], namespace: str) -> M:
+    """`defaults` with the fields set in the namespace's entry (`for_namespace`) laid over
+    them: an entry says only what differs in its namespaces."""
+    override = for_namespace(entries, namespace)
+    for name in override.model_fields_set if override is not None else ():
+        setattr(defaults, name, getattr(override, name))
+    return defaults
+
+
 @dataclass(frozen=True)
 class Environment:
     """What a policy receives from the configuration besides its own params."""

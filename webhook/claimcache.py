@@ -9,8 +9,8 @@ swaps the whole map in. A lookup is a dict read that never waits for the API ser
 
 Memory is bounded: only each object's name, namespace and `spec` are kept, and at most
 `maxObjects` per kind (the rest are left out and logged). Until the first list of a kind
-succeeds, lookups find nothing and `describe()` says the cache has not synced, so the
-`dra.unresolved` failure mode decides.
+succeeds, lookups of it find nothing, and until all three are listed `describe()` says the
+cache has not synced, so the `dra.unresolved` failure mode decides.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class ClaimCache:
 
     @property
     def synced(self) -> bool:
-        return self._synced >= {dra.CLAIM, dra.TEMPLATE}
+        return self._synced >= PLURALS.keys()
 
     def __len__(self) -> int:
         return sum(len(objects) for objects in self._maps.values())
@@ -96,7 +96,8 @@ class ClaimCache:
             thread.join(timeout=2.0)
 
     async def wait_synced(self, timeout: float) -> bool:
-        """True once claims and templates are listed (tests and readiness)."""
+        """True once claims, templates and device classes are all listed (tests and
+        readiness): a class listed late would count a pod's GPUs by the defaults alone."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.synced and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)

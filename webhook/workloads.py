@@ -35,9 +35,26 @@ def escape(token: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def glob_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
-    """One compiled regular expression for a set of shell globs (case-sensitive)."""
+    """One compiled regular expression for a set of shell globs (case-sensitive).
+
+    Answers are remembered per name (a pod names a handful of resources, asked about by
+    every accelerator policy), at most `MATCHES_KEPT` of them.
+    """
     regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
-    return lambda name: regex.match(name) is not None
+    answers: dict[str, bool] = {}
+
+    def matches(name: str) -> bool:
+        answer = answers.get(name)
+        if answer is None:
+            if len(answers) >= MATCHES_KEPT:
+                answers.clear()
+            answer = answers[name] = regex.match(name) is not None
+        return answer
+
+    return matches
+
+
+MATCHES_KEPT = 1024
 
 
 def pointer(*tokens: str | int) -> str:

@@ -25,9 +25,15 @@ def exported() -> dict[str, set[str]]:
             if not isinstance(value, client_metrics.MetricWrapperBase):
                 continue
             labels = set(value._labelnames) | SCRAPE_LABELS  # no public accessor
-            for suffix in SUFFIXES.get(str(value._type), ("",)):
-                series[value._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+            _add(series, value._name, str(value._type), labels)
+    for name, (kind, names) in metrics.AdmissionTally.FAMILIES.items():
+        _add(series, name, kind, set(names) | SCRAPE_LABELS)
     return series
+
+
+def _add(series: dict[str, set[str]], name: str, kind: str, labels: set[str]) -> None:
+    for suffix in SUFFIXES.get(kind, ("",)):
+        series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
 
 
 def metric_names(expr: str) -> set[str]:

@@ -66,6 +66,7 @@ class DefaultLabels(policy.MutatingPolicy[Params]):
 
     name = "default-labels"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

@@ -45,6 +45,7 @@ class DefaultResources(policy.MutatingPolicy[Params]):
 
     name = "default-resources"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

@@ -45,6 +45,7 @@ class GpuEnv(policy.MutatingPolicy[Params]):
 
     name = "gpu-env"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

@@ -89,6 +89,7 @@ class GpuNodePlacement(policy.MutatingPolicy[Params]):
 
     name = "gpu-node-placement"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

@@ -30,6 +30,7 @@ class GpuTolerations(policy.MutatingPolicy[Params]):
 
     name = "gpu-tolerations"
     blocking = False
+    edits_in_place = True
 
     def mutate(self, workload: workloads.Workload) -> None:
         for pod in workload.pods:

@@ -35,6 +35,7 @@ class PinImageDigests(policy.MutatingPolicy[Params]):
     """Append the current digest to every tagged image of the configured kinds."""
 
     name = "pin-image-digests"
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

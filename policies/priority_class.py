@@ -41,6 +41,7 @@ class PriorityClass(policy.MutatingPolicy[Params]):
 
     name = "priority-class"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

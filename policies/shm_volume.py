@@ -68,6 +68,7 @@ class ShmVolume(policy.MutatingPolicy[Params]):
 
     name = "shm-volume"
     blocking = False
+    edits_in_place = True
 
     def __init__(self, params: Params, env: policy.Environment | None = None) -> None:
         super().__init__(params, env)

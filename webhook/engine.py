@@ -252,7 +252,8 @@ class Engine:
         # JSON text is the cheapest exact copy and change detector of a JSON document.
         before = orjson.dumps(original)
         working = orjson.loads(before)
-        fresh: workloads.Workload | None = None  # the view, rebuilt only after a change
+        # The views of `working`, built again only after a change that may leave them stale.
+        fresh: workloads.Workload | None = None
 
         def view(obj: dict[str, Any]) -> workloads.Workload:
             return kind_table.view(obj, request.group, request.kind, context)
@@ -279,7 +280,9 @@ class Engine:
                 continue
             if target is working:
                 decision.mutated_by.append(active.name)
-                before, fresh = after, None
+                before = after
+                if not mutator.edits_in_place:
+                    fresh = None
             else:
                 changes = patches.diff(orjson.loads(before), target)
                 paths = ", ".join(op["path"] for op in changes[:5])

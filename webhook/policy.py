@@ -197,6 +197,11 @@ class MutatingPolicy(Policy[P]):
     """A policy that edits the object: `mutate` changes the `Workload` views in place."""
 
     phase: ClassVar[schema.Phase] = "mutate"
+    # True: `mutate` edits only inside the dicts the views hold (it may add keys and list
+    # items anywhere, but never replaces or removes a pod spec, a container, a template or
+    # a list of containers, nor changes replicas), so the views stay true after it and the
+    # engine hands the same ones to the next policy instead of building them again.
+    edits_in_place: ClassVar[bool] = False
 
     def mutate(self, workload: workloads.Workload) -> None | Awaitable[None]:
         """Edit `workload` in place. May be `async def`."""

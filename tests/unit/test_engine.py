@@ -94,6 +94,28 @@ class HalfThenBoom(policy.MutatingPolicy[policy.Params]):
         raise ValueError("broke halfway")
 
 
+class AddSidecar(policy.MutatingPolicy[policy.Params]):
+    """Changes the pod's structure (a container more): the views after it must be new."""
+
+    name = "test-add-sidecar"
+
+    def mutate(self, workload: workloads.Workload) -> None:
+        workload.pods[0].list_field("containers").append({"name": "sidecar", "image": "s:1"})
+
+
+class NameContainers(policy.MutatingPolicy[policy.Params]):
+    """Labels the pod with the containers its view holds; keeps every view it is handed."""
+
+    name = "test-name-containers"
+    edits_in_place = True
+    seen: list[workloads.Workload] = []
+
+    def mutate(self, workload: workloads.Workload) -> None:
+        self.seen.append(workload)
+        for p in workload.pods:
+            p.set_label(f"containers-{len(self.seen)}", "-".join(c.name for c in p.containers))
+
+
 class Yields(policy.ValidatingPolicy[policy.Params]):
     name = "test-yields-junk"
 
@@ -118,7 +140,7 @@ class ClaimsOnly(Everything):
 
 
 TEST_POLICIES = [Boom, Sleepy, AsyncSleepy, AsyncDeny, LabelA, LabelB, HalfThenBoom, Yields,
-                 Everything, ClaimsOnly]
+                 Everything, ClaimsOnly, AddSidecar, NameContainers]
 
 
 def build(policies: dict[str, Any] | None = None, **top: Any) -> engine.Engine:
@@ -393,6 +415,24 @@ def test_mutations_chain_in_config_order() -> None:
     result = patches.apply(review["request"]["object"], decision.patch)
     assert result["metadata"]["labels"] == {"step": "a", "after": "a"}
     assert decision.mutated_by[-2:] == ["test-label-a", "test-label-b"]
+
+
+def test_views_are_kept_only_after_a_policy_that_edits_in_place() -> None:
+    NameContainers.seen.clear()
+    eng = build({"test-name-containers": {"mode": "enforce"},
+                 "test-name-containers-again": {"uses": "test-name-containers",
+                                                "mode": "enforce"},
+                 "test-add-sidecar": {"mode": "enforce"},
+                 "test-name-containers-last": {"uses": "test-name-containers",
+                                               "mode": "enforce"}})
+    review = factories.admission_review(bare_pod())
+    decision = evaluate(eng, review, engine.MUTATE)
+    result = patches.apply(review["request"]["object"], decision.patch)
+    first, again, last = NameContainers.seen
+    assert again is first  # it changed the pod in place: the same views serve the next
+    assert last is not first  # after the sidecar was added: views built again, and true
+    assert result["metadata"]["labels"] == {"containers-1": "main", "containers-2": "main",
+                                            "containers-3": "main-sidecar"}
 
 
 # -- matching -------------------------------------------------------------------------

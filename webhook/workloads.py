@@ -57,6 +57,7 @@ def glob_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
 MATCHES_KEPT = 1024
 
 
+@functools.lru_cache(maxsize=1024)  # the same few pointers (roles, fields) every request
 def pointer(*tokens: str | int) -> str:
     return "".join("/" + escape(str(t)) for t in tokens)
 

@@ -2,6 +2,7 @@
 
     python benchmarks/admission.py [--duration 10] [--connections 32] [--rounds 3]
                                    [--threads 2] [--workers 1] [--profile FILE.svg]
+                                   [--pin]
 
 Two realistic reviews (a GPU training Pod and a 4-role PyTorchJob) go to /validate and
 /mutate with the default policy set, served as `mlgate serve` serves them (SQLite
@@ -11,6 +12,9 @@ allowed, same uvicorn settings). Rounds alternate the targets so that machine no
 them alike; the figures are medians over rounds. Targets (issue 11): /validate >= 0.80
 and /mutate >= 0.70 of the floor (at least 0.60), p99 <= 10 ms at 32 connections, 0 errors.
 `--profile` records a py-spy flame graph of the mlgate server under /validate load.
+`--pin` puts each server on CPU 0 and wrk on CPU 1 (taskset): unpinned, three busy threads
+share two cores as the scheduler likes, and the floor alone moved between 4,800 and 7,400
+req/s from run to run.
 """
 
 from __future__ import annotations
@@ -68,21 +72,21 @@ def pytorchjob() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def bench_server(workdir: Path, config: Path | None = None, bare: bool = False,
-                 workers: int = 1) -> Iterator[str]:
+                 workers: int = 1, cpus: str | None = None) -> Iterator[str]:
     """mlgate as `mlgate serve` runs it (benchmarks/bench_server.py), at an HTTPS URL."""
     port = server.free_port()
     with _started([str(HERE / "bench_server.py"), str(port), *_certificates(workdir),
                    "-" if bare else str(workdir), str(config) if config else "-",
-                   str(workers)], port) as url:
+                   str(workers)], port, cpus) as url:
         yield url
 
 
 @contextlib.contextmanager
-def floor_server(workdir: Path) -> Iterator[str]:
+def floor_server(workdir: Path, cpus: str | None = None) -> Iterator[str]:
     """The bare FastAPI + uvicorn floor (benchmarks/floor_server.py), at an HTTPS URL."""
     port = server.free_port()
     with _started([str(HERE / "floor_server.py"), str(port), *_certificates(workdir)],
-                  port) as url:
+                  port, cpus) as url:
         yield url
 
 
@@ -92,8 +96,8 @@ def _certificates(workdir: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _started(args: list[str], port: int) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, *args])
+def _started(args: list[str], port: int, cpus: str | None = None) -> Iterator[str]:
+    process = subprocess.Popen(loadgen.pinned([sys.executable, *args], cpus))
     url = f"https://127.0.0.1:{port}"
     PIDS[url] = process.pid
     try:
@@ -117,12 +121,13 @@ Case = tuple[str, str, dict[str, Any]]  # (target, route, review)
 
 
 def measure(urls: dict[str, str], cases: dict[str, Case], rounds: int, duration: float,
-            connections: int, threads: int) -> dict[str, loadgen.Figures]:
+            connections: int, threads: int, cpus: str | None = None,
+            ) -> dict[str, loadgen.Figures]:
     results: dict[str, list[loadgen.Figures]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, (target, route, review) in cases.items():
             results[name].append(loadgen.run_wrk(urls[target] + route, review, connections,
-                                                 duration, threads))
+                                                 duration, threads, cpus))
     return {name: loadgen.median(figures) for name, figures in results.items()}
 
 
@@ -166,8 +171,16 @@ def main() -> None:
                         help="journal and decision log off: the engine and policies alone")
     parser.add_argument("--profile", metavar="FILE.svg",
                         help="also record a py-spy flame graph of /validate under load")
+    parser.add_argument("--pin", action="store_true",
+                        help="each server on CPU 0 and wrk (one thread) on CPU 1: a whole "
+                             "core each, so that where the scheduler puts them stays out of "
+                             "the figures (one worker only)")
     args = parser.parse_args()
     worker_counts = [int(n) for n in args.workers.split(",")]
+    if args.pin and worker_counts != [1]:
+        parser.error("--pin gives the server one CPU: it measures one worker (--workers 1)")
+    server_cpus, wrk_cpus = ("0", "1") if args.pin else (None, None)
+    threads = 1 if args.pin else args.threads
     pod_review = factories.admission_review(gpu_pod())
     job_review = factories.admission_review(pytorchjob())
     cases: dict[str, Case] = {}
@@ -182,22 +195,23 @@ def main() -> None:
         for name in cases:
             floor_of.setdefault(name, f"floor (bare FastAPI) {label}")
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
-        urls = {"floor": servers.enter_context(floor_server(Path(tmp) / "floor"))}
+        urls = {"floor": servers.enter_context(floor_server(Path(tmp) / "floor", server_cpus))}
         for workers in worker_counts:
             workdir = Path(tmp) / f"mlgate-{workers}"
             workdir.mkdir()
             urls[f"mlgate {workers}"] = servers.enter_context(
-                bench_server(workdir, bare=args.bare, workers=workers))
+                bench_server(workdir, bare=args.bare, workers=workers, cpus=server_cpus))
         figures = measure(urls, cases, args.rounds, args.duration, args.connections,
-                          args.threads)
+                          threads, wrk_cpus)
         if args.profile:
             profile(urls[f"mlgate {worker_counts[0]}"], pod_review, args.profile,
                     args.connections, args.threads)
     setup = ("journal and decision log off" if args.bare
              else "as `mlgate serve` runs: SQLite journal, JSON decision log, metrics")
-    print(f"wrk -t{args.threads} -c{args.connections}, {args.duration:g}s x {args.rounds} "
+    pinning = "; servers on CPU 0, wrk on CPU 1" if args.pin else ""
+    print(f"wrk -t{threads} -c{args.connections}, {args.duration:g}s x {args.rounds} "
           f"rounds (medians), mlgate with {args.workers} worker(s), default policies, {setup}; "
-          f"ratios against the bare FastAPI floor process")
+          f"ratios against the bare FastAPI floor process{pinning}")
     report(figures, floor_of)
 
 

@@ -46,9 +46,15 @@ def parse(output: str) -> Figures:
     return Figures(rps, p50, p99, errors, int(non_2xx.group(1)) if non_2xx else 0)
 
 
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """`command` run on the CPUs `cpus` (taskset's list, e.g. "1") when given."""
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
 def run_wrk(url: str, body: dict[str, Any] | bytes, connections: int = 32,
-            duration: float = 10.0, threads: int = 1) -> Figures:
-    """POST `body` to `url` as fast as `connections` keep-alive connections allow."""
+            duration: float = 10.0, threads: int = 1, cpus: str | None = None) -> Figures:
+    """POST `body` to `url` as fast as `connections` keep-alive connections allow
+    (wrk on the CPUs `cpus` when given)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (scripts/install-tools)")
@@ -63,9 +69,9 @@ def run_wrk(url: str, body: dict[str, Any] | bytes, connections: int = 32,
             f'local f = io.open("{body_file}", "rb")\n'
             "wrk.body = f:read('*a')\nf:close()\n")
         result = subprocess.run(
-            [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
-             "-s", str(script), url], capture_output=True, text=True, check=True,
-            timeout=duration + 60)
+            pinned([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
+                    "-s", str(script), url], cpus), capture_output=True, text=True,
+            check=True, timeout=duration + 60)
     return parse(result.stdout)
 
 

@@ -89,6 +89,16 @@ class AdmissionTally(Collector):
     the dicts before reading them.
     """
 
+    # Each family's name, type and labels (collect() and the chart's checks read them).
+    REQUESTS = "mlgate_admission_requests"
+    DURATION = "mlgate_admission_duration_seconds"
+    EVALUATIONS = "mlgate_policy_evaluations"
+    FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+        REQUESTS: ("counter", ("endpoint", "operation", "kind", "decision")),
+        DURATION: ("histogram", ("endpoint", "decision")),
+        EVALUATIONS: ("counter", ("policy", "result", "mode")),
+    }
+
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, str, str], int] = {}
         self.durations: dict[tuple[str, str], list[float]] = {}  # per bucket, then the sum
@@ -106,16 +116,6 @@ class AdmissionTally(Collector):
 
     def count_evaluation(self, labels: tuple[str, str, str]) -> None:
         self.evaluations[labels] = self.evaluations.get(labels, 0) + 1
-
-    # Each family's name, type and labels (collect() and the chart's checks read them).
-    REQUESTS = "mlgate_admission_requests"
-    DURATION = "mlgate_admission_duration_seconds"
-    EVALUATIONS = "mlgate_policy_evaluations"
-    FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-        REQUESTS: ("counter", ("endpoint", "operation", "kind", "decision")),
-        DURATION: ("histogram", ("endpoint", "decision")),
-        EVALUATIONS: ("counter", ("policy", "result", "mode")),
-    }
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(

@@ -75,7 +75,7 @@ def bench_server(workdir: Path, config: Path | None = None, bare: bool = False,
                  workers: int = 1, cpus: str | None = None) -> Iterator[str]:
     """mlgate as `mlgate serve` runs it (benchmarks/bench_server.py), at an HTTPS URL."""
     port = server.free_port()
-    with _started([str(HERE / "bench_server.py"), str(port), *_certificates(workdir),
+    with started([str(HERE / "bench_server.py"), str(port), *_certificates(workdir),
                    "-" if bare else str(workdir), str(config) if config else "-",
                    str(workers)], port, cpus) as url:
         yield url
@@ -85,7 +85,7 @@ def bench_server(workdir: Path, config: Path | None = None, bare: bool = False,
 def floor_server(workdir: Path, cpus: str | None = None) -> Iterator[str]:
     """The bare FastAPI + uvicorn floor (benchmarks/floor_server.py), at an HTTPS URL."""
     port = server.free_port()
-    with _started([str(HERE / "floor_server.py"), str(port), *_certificates(workdir)],
+    with started([str(HERE / "floor_server.py"), str(port), *_certificates(workdir)],
                   port, cpus) as url:
         yield url
 
@@ -96,7 +96,9 @@ def _certificates(workdir: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _started(args: list[str], port: int, cpus: str | None = None) -> Iterator[str]:
+def started(args: list[str], port: int, cpus: str | None = None) -> Iterator[str]:
+    """A Python server script (`args`) answering /readyz over HTTPS on `port`; stopped on
+    the way out, also after an error. Yields its URL."""
     process = subprocess.Popen(loadgen.pinned([sys.executable, *args], cpus))
     url = f"https://127.0.0.1:{port}"
     PIDS[url] = process.pid

@@ -36,7 +36,6 @@ import copy
 import json
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +50,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import admission  # noqa: E402
 from benchmarks.floor_server import DRY_RUN_WARNING  # noqa: E402
 from tests.e2e import cluster, controlplane  # noqa: E402
 
@@ -274,40 +274,14 @@ def report(title: str, samples: dict[str, list[float]]) -> bool:
 
 
 @contextlib.contextmanager
-def floor_webhook(gate: cluster.Mlgate, ready_timeout: float = 30) -> Iterator[int]:
+def floor_webhook(gate: cluster.Mlgate) -> Iterator[int]:
     """benchmarks/floor_server.py on a free port of its own, serving the chart's certificate
     so that the API server checks it for `<svc>.<ns>.svc` exactly as it does mlgate's.
     Yields the port; the process is stopped on the way out, also after an error."""
     port = controlplane.free_port()
-    log = gate.workdir / "floor.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(FLOOR_SERVER), str(port), str(gate.tls_dir / "tls.crt"),
-             str(gate.tls_dir / "tls.key")], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        context = ssl.create_default_context(cafile=str(gate.tls_dir / "ca.crt"))
-        context.check_hostname = False  # the certificate names the Service, not 127.0.0.1
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"floor_server exited with {process.returncode}:\n"
-                                   f"{log.read_text(errors='replace')[-4000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                response = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=context)
-                if response.status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"floor_server not ready in {ready_timeout} s:\n"
-                                   f"{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.1)
+    with admission.started([str(FLOOR_SERVER), str(port), str(gate.tls_dir / "tls.crt"),
+                            str(gate.tls_dir / "tls.key")], port):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager
@@ -335,6 +309,11 @@ def main() -> int:
         jobs = args.jobs if PYTORCHJOB_CRD.exists() else 0
         if jobs:
             cluster.install_crds(plane, [PYTORCHJOB_CRD])
+            # The first creates of a new custom kind wait some 2 s for the API server to
+            # serve it (it was the no-admission p99 of earlier runs): not admission's cost.
+            warmup = plane.namespace("bench-warmup")
+            create_all(plane, f"/apis/kubeflow.org/v1/namespaces/{warmup}/pytorchjobs",
+                       [pytorchjob("warmup")], 1)
         else:
             print(f"PyTorchJobs left out: {PYTORCHJOB_CRD} is absent (../shared)")
         pods: dict[str, list[float]] = {s: [] for s in SETUPS}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,9 +102,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--delay-ms", type=float, default=8)
     args = parser.parse_args()
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk (scripts/install-tools)")
+    wrk = loadgen.wrk_binary()
     duration = args.before + args.outage + args.after
     with tempfile.TemporaryDirectory(prefix="mlgate-outage-") as tmp_name, \
             audit_fixtures.running_postgres() as pg:

@@ -46,6 +46,14 @@ def parse(output: str) -> Figures:
     return Figures(rps, p50, p99, errors, int(non_2xx.group(1)) if non_2xx else 0)
 
 
+def wrk_binary() -> str:
+    """The path of wrk, or a clear exit naming the install step when it is missing."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (scripts/install-tools)")
+    return wrk
+
+
 def pinned(command: list[str], cpus: str | None) -> list[str]:
     """`command` run on the CPUs `cpus` (taskset's list, e.g. "1") when given."""
     return ["taskset", "-c", cpus, *command] if cpus else command
@@ -55,9 +63,7 @@ def run_wrk(url: str, body: dict[str, Any] | bytes, connections: int = 32,
             duration: float = 10.0, threads: int = 1, cpus: str | None = None) -> Figures:
     """POST `body` to `url` as fast as `connections` keep-alive connections allow
     (wrk on the CPUs `cpus` when given)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk (scripts/install-tools)")
+    wrk = wrk_binary()
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp) / "body.json"

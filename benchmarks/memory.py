@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,9 +80,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk (scripts/install-tools)")
+    wrk = loadgen.wrk_binary()
     duration = args.minutes * 60
     samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="mlgate-memory-") as tmp, \
